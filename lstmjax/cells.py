@@ -82,17 +82,17 @@ def lstm_step(
       ``(LSTMState(c', h'), h')`` with ``c': [B, H]``, ``h': [B, P]``.
     """
     c, h = carry
-    gates = jnp.concatenate([x, h], axis=-1) @ params["kernel"] + params["bias"]  # [B, 4H]
+    gates = jnp.concatenate([x, h], axis=-1) @ params["kernel"] + params["bias"][None]  # [B, 4H]
     i, j, f, o = jnp.split(gates, 4, axis=-1)
     peepholes = "peephole_i" in params
     if peepholes:
-        i = i + params["peephole_i"] * c
-        f = f + params["peephole_f"] * c
+        i = i + params["peephole_i"][None] * c
+        f = f + params["peephole_f"][None] * c
     new_c = jax.nn.sigmoid(f + forget_bias) * c + jax.nn.sigmoid(i) * jnp.tanh(j)
     if cell_clip is not None:
         new_c = jnp.clip(new_c, -cell_clip, cell_clip)
     if peepholes:
-        o = o + params["peephole_o"] * new_c
+        o = o + params["peephole_o"][None] * new_c
     new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
     if "proj_kernel" in params:
         new_h = new_h @ params["proj_kernel"]  # [B, P]
@@ -125,17 +125,17 @@ def gru_step(
       ``(h', h')``, each ``[B, H]``.
     """
     gates = jax.nn.sigmoid(
-        jnp.concatenate([x, h], axis=-1) @ params["gate_kernel"] + params["gate_bias"]
+        jnp.concatenate([x, h], axis=-1) @ params["gate_kernel"] + params["gate_bias"][None]
     )  # [B, 2H]
     r, u = jnp.split(gates, 2, axis=-1)
     kernel = params["candidate_kernel"]
     if reset_after:
         input_size = x.shape[-1]
-        recurrent = h @ kernel[input_size:] + params["candidate_recurrent_bias"]
-        candidate = jnp.tanh(x @ kernel[:input_size] + params["candidate_bias"] + r * recurrent)
+        recurrent = h @ kernel[input_size:] + params["candidate_recurrent_bias"][None]
+        candidate = jnp.tanh(x @ kernel[:input_size] + params["candidate_bias"][None] + r * recurrent)
     else:
         candidate = jnp.tanh(
-            jnp.concatenate([x, r * h], axis=-1) @ kernel + params["candidate_bias"]
+            jnp.concatenate([x, r * h], axis=-1) @ kernel + params["candidate_bias"][None]
         )
     new_h = u * h + (1 - u) * candidate
     return new_h, new_h
@@ -152,12 +152,14 @@ def simple_rnn_step(params: Mapping[str, Array], h: Array, x: Array) -> tuple[Ar
     Returns:
       ``(h', h')``, each ``[B, H]``.
     """
-    new_h = jnp.tanh(jnp.concatenate([x, h], axis=-1) @ params["kernel"] + params["bias"])
+    new_h = jnp.tanh(jnp.concatenate([x, h], axis=-1) @ params["kernel"] + params["bias"][None])
     return new_h, new_h
 
 
 def layer_norm(x: Array, scale: Array, shift: Array, *, epsilon: float) -> Array:
     """Layer normalization over the last axis: ``(x - mean) / sqrt(var + epsilon) * scale + shift``.
+
+    ``scale`` and ``shift`` must have the rank of ``x`` (explicit broadcasting).
 
     ``var`` is the biased variance (``tf.nn.moments``). Ba, Kiros & Hinton 2016.
     """
@@ -201,15 +203,17 @@ def layer_norm_lstm_step(
     gates = gates.reshape(*gates.shape[:-1], 4, hidden)  # [B, 4, H]
     gates = layer_norm(
         gates,
-        params["gate_scale"].reshape(4, hidden),
-        params["gate_shift"].reshape(4, hidden),
+        params["gate_scale"].reshape(1, 4, hidden),
+        params["gate_shift"].reshape(1, 4, hidden),
         epsilon=epsilon,
     )
     i, j, f, o = (gates[..., k, :] for k in range(4))
     new_c = c * jax.nn.sigmoid(f + forget_bias) + jax.nn.sigmoid(i) * jnp.tanh(j)
     memory = new_c
     if "cell_scale" in params:
-        memory = layer_norm(new_c, params["cell_scale"], params["cell_shift"], epsilon=epsilon)
+        memory = layer_norm(
+            new_c, params["cell_scale"][None], params["cell_shift"][None], epsilon=epsilon
+        )
     new_h = jnp.tanh(memory) * jax.nn.sigmoid(o)
     return LSTMState(new_c, new_h), new_h
 
@@ -285,7 +289,8 @@ class LSTM:
       use_peepholes: diagonal peephole connections (TF1 ``LSTMCell(use_peepholes=True)``).
       proj_size: P, project the output h to P units (TF1 ``num_proj``, torch ``proj_size``).
       cell_clip, proj_clip: TF1 ``LSTMCell`` clipping of c and of the projected output.
-      kernel_init: initializer of the kernels and peepholes (default Glorot uniform, TF1's).
+      kernel_init: initializer of the kernels (default Glorot uniform, TF1's) and, if given, of
+        the peepholes.
       param_dtype: dtype of the parameters ``init`` makes.
       dtype: compute dtype of ``step`` and of the carry.
     """
@@ -321,17 +326,18 @@ class LSTM:
         return shapes
 
     def init(self, key: Array, input_size: int) -> Params:
-        """Kernels and peepholes from ``kernel_init``, bias zeros."""
+        """Kernels from ``kernel_init``; bias zeros; peepholes from ``kernel_init`` if one is
+        given, else zeros (Glorot's fans are undefined for vectors)."""
         require_positive_int("input_size", input_size)
-        init = _kernel_init(self)
         shapes = self.param_shapes(input_size)
         keys = dict(zip(shapes, jax.random.split(key, len(shapes))))
-        return {
-            name: jnp.zeros(shape, self.param_dtype)
-            if name == "bias"
-            else init(keys[name], shape, self.param_dtype)
-            for name, shape in shapes.items()
-        }
+        params = {}
+        for name, shape in shapes.items():
+            if name in ("kernel", "proj_kernel") or name.startswith("peephole") and self.kernel_init:
+                params[name] = _kernel_init(self)(keys[name], shape, self.param_dtype)
+            else:
+                params[name] = jnp.zeros(shape, self.param_dtype)
+        return params
 
     def zero_carry(self, batch_size: int) -> LSTMState:
         """``LSTMState(c: zeros[B, H], h: zeros[B, P])`` in the compute dtype."""

@@ -1,8 +1,9 @@
 """Weight import: parameters trained with TensorFlow 1 or PyTorch, in lstmjax's layouts.
 
-Every function takes NumPy arrays (or torch tensors) and returns lstmjax cell parameters (a dict
-of ``jax.Array`` per layer), so a model trained elsewhere gives the same outputs here. The cell
-options must match the weights; this table says which cell each result is for.
+Every function takes arrays (NumPy, JAX, or torch tensors) and returns lstmjax cell parameters (a
+dict of ``jax.Array`` per layer), so a model trained elsewhere gives the same outputs here. The
+functions are jnp code, so they also run under ``jax.grad``: gradients can be taken in the source
+layout. The cell options must match the weights; this table says which cell each result is for.
 
 ===============================  ====================================  ==============================
 function                         source layout                         use with
@@ -73,15 +74,11 @@ _TF_LAYER = re.compile(r"(?:^|/)cell_(\d+)/")
 _TORCH_KEY = re.compile(r"(?:^|\.)(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
 
 
-def _array(value: Any) -> np.ndarray:
-    """A NumPy copy of an array or a torch tensor."""
+def _array(value: Any) -> jax.Array:
+    """A JAX array from a NumPy or JAX array or a torch tensor."""
     if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
-def _to_jax(params: Mapping[str, np.ndarray]) -> Params:
-    return {name: jnp.asarray(value) for name, value in params.items()}
+        value = np.asarray(value.detach().cpu().numpy())
+    return jnp.asarray(value)
 
 
 def lstm_from_tf(
@@ -112,7 +109,7 @@ def lstm_from_tf(
         params.update({name: _array(value) for name, value in peepholes.items()})
     if projection_kernel is not None:
         params["proj_kernel"] = _array(projection_kernel)
-    return _to_jax(params)
+    return params
 
 
 def gru_from_tf(gates_kernel: Any, gates_bias: Any, candidate_kernel: Any, candidate_bias: Any) -> Params:
@@ -121,19 +118,17 @@ def gru_from_tf(gates_kernel: Any, gates_bias: Any, candidate_kernel: Any, candi
     ``gates/kernel [I + H, 2H]`` (columns r, u), ``gates/bias [2H]``, ``candidate/kernel
     [I + H, H]``, ``candidate/bias [H]``: the same layout, renamed.
     """
-    return _to_jax(
-        {
-            "gate_kernel": _array(gates_kernel),
-            "gate_bias": _array(gates_bias),
-            "candidate_kernel": _array(candidate_kernel),
-            "candidate_bias": _array(candidate_bias),
-        }
-    )
+    return {
+        "gate_kernel": _array(gates_kernel),
+        "gate_bias": _array(gates_bias),
+        "candidate_kernel": _array(candidate_kernel),
+        "candidate_bias": _array(candidate_bias),
+    }
 
 
 def simple_rnn_from_tf(kernel: Any, bias: Any) -> Params:
     """Parameters of ``SimpleRNN(H)`` from a TF1 ``BasicRNNCell``: ``kernel [I + H, H]``, ``bias [H]``."""
-    return _to_jax({"kernel": _array(kernel), "bias": _array(bias)})
+    return {"kernel": _array(kernel), "bias": _array(bias)}
 
 
 def layer_norm_lstm_from_tf(
@@ -158,13 +153,13 @@ def layer_norm_lstm_from_tf(
             )
     params = {
         "kernel": _array(kernel),
-        "gate_scale": np.concatenate([_array(scales[g]) for g in gates]),
-        "gate_shift": np.concatenate([_array(shifts[g]) for g in gates]),
+        "gate_scale": jnp.concatenate([_array(scales[g]) for g in gates]),
+        "gate_shift": jnp.concatenate([_array(shifts[g]) for g in gates]),
     }
     if "new_h" in scales:
         params["cell_scale"] = _array(scales["new_h"])
         params["cell_shift"] = _array(shifts["new_h"])
-    return _to_jax(params)
+    return params
 
 
 def layers_from_tf(variables: Mapping[str, Any]) -> list[Params]:
@@ -183,7 +178,7 @@ def layers_from_tf(variables: Mapping[str, Any]) -> list[Params]:
       :func:`lstm_from_tf`, :func:`gru_from_tf`, :func:`simple_rnn_from_tf` or
       :func:`layer_norm_lstm_from_tf` documents.
     """
-    layers: dict[int, dict[str, np.ndarray]] = {}
+    layers: dict[int, dict[str, jax.Array]] = {}
     scopes: dict[int, str] = {}
     for name, value in variables.items():
         match = _TF_LEAF.search(name)
@@ -207,7 +202,7 @@ def layers_from_tf(variables: Mapping[str, Any]) -> list[Params]:
     return [_tf_layer(scopes[k], layers[k]) for k in range(len(layers))]
 
 
-def _tf_layer(scope: str, leaves: dict[str, np.ndarray]) -> Params:
+def _tf_layer(scope: str, leaves: dict[str, jax.Array]) -> Params:
     if "gates/kernel" in leaves:
         return gru_from_tf(
             leaves["gates/kernel"], leaves["gates/bias"],
@@ -273,15 +268,14 @@ def lstm_from_tf_tutorial(variables: Mapping[str, Any]) -> Params:
                 f"got {sorted(variables)}"
             )
         w_input, w_output, b = (_array(by_leaf[part]) for part in found)
-        kernel_columns.append(np.concatenate([w_input, w_output], axis=0))  # [I + H, H]
+        kernel_columns.append(jnp.concatenate([w_input, w_output], axis=0))  # [I + H, H]
         bias_parts.append(b.reshape(-1))
-    return _to_jax({"kernel": np.concatenate(kernel_columns, axis=1),
-                    "bias": np.concatenate(bias_parts)})
+    return {"kernel": jnp.concatenate(kernel_columns, axis=1), "bias": jnp.concatenate(bias_parts)}
 
 
-def _torch_layers(state_dict: Mapping[str, Any], reverse: bool) -> list[dict[str, np.ndarray]]:
+def _torch_layers(state_dict: Mapping[str, Any], reverse: bool) -> list[dict[str, jax.Array]]:
     """Group a torch RNN state dict into ``[{weight_ih, weight_hh, bias_ih, bias_hh, ...}]``."""
-    layers: dict[int, dict[str, np.ndarray]] = {}
+    layers: dict[int, dict[str, jax.Array]] = {}
     for key, value in state_dict.items():
         match = _TORCH_KEY.search(key)
         if match and bool(match[3]) == reverse:
@@ -297,19 +291,19 @@ def _torch_layers(state_dict: Mapping[str, Any], reverse: bool) -> list[dict[str
     for layer in layers.values():
         rows = layer["weight_ih"].shape[0]
         for name in ("bias_ih", "bias_hh"):
-            layer.setdefault(name, np.zeros(rows, layer["weight_ih"].dtype))  # bias=False
+            layer.setdefault(name, jnp.zeros(rows, layer["weight_ih"].dtype))  # bias=False
     return [layers[k] for k in range(len(layers))]
 
 
-def _fused_kernel(weight_ih: np.ndarray, weight_hh: np.ndarray) -> np.ndarray:
+def _fused_kernel(weight_ih: jax.Array, weight_hh: jax.Array) -> jax.Array:
     """torch ``weight_ih [G, I]`` and ``weight_hh [G, P]`` -> ``[I + P, G]`` (input rows first)."""
-    return np.concatenate([weight_ih, weight_hh], axis=1).T
+    return jnp.concatenate([weight_ih, weight_hh], axis=1).T
 
 
-def _torch_to_tf_gate_order(a: np.ndarray) -> np.ndarray:
+def _torch_to_tf_gate_order(a: jax.Array) -> jax.Array:
     """Reorder the last axis from torch/cuDNN gates (i, f, g, o) to lstmjax's (i, j=g, f, o)."""
-    i, f, g, o = np.split(a, 4, axis=-1)
-    return np.concatenate([i, g, f, o], axis=-1)
+    i, f, g, o = jnp.split(a, 4, axis=-1)
+    return jnp.concatenate([i, g, f, o], axis=-1)
 
 
 def lstm_from_torch(state_dict: Mapping[str, Any], *, reverse: bool = False) -> list[Params]:
@@ -328,7 +322,7 @@ def lstm_from_torch(state_dict: Mapping[str, Any], *, reverse: bool = False) -> 
         }
         if "weight_hr" in layer:
             params["proj_kernel"] = layer["weight_hr"].T
-        result.append(_to_jax(params))
+        result.append(params)
     return result
 
 
@@ -345,27 +339,27 @@ def gru_from_torch(state_dict: Mapping[str, Any], *, reverse: bool = False) -> l
         b_ih, b_hh = layer["bias_ih"], layer["bias_hh"]
         gates = slice(0, 2 * hidden)
         candidate = slice(2 * hidden, 3 * hidden)
-        result.append(_to_jax({
+        result.append({
             "gate_kernel": _fused_kernel(w_ih[gates], w_hh[gates]),
             "gate_bias": b_ih[gates] + b_hh[gates],
             "candidate_kernel": _fused_kernel(w_ih[candidate], w_hh[candidate]),
             "candidate_bias": b_ih[candidate],
             "candidate_recurrent_bias": b_hh[candidate],
-        }))
+        })
     return result
 
 
 def simple_rnn_from_torch(state_dict: Mapping[str, Any], *, reverse: bool = False) -> list[Params]:
     """Per-layer parameters of ``SimpleRNN(H)`` from ``torch.nn.RNN(nonlinearity='tanh')``."""
     return [
-        _to_jax({
+        {
             "kernel": _fused_kernel(layer["weight_ih"], layer["weight_hh"]),
             "bias": layer["bias_ih"] + layer["bias_hh"],
-        })
+        }
         for layer in _torch_layers(state_dict, reverse)
     ]
 
 
-def _require(ok: bool, name: str, layout: str, value: np.ndarray) -> None:
+def _require(ok: bool, name: str, layout: str, value: jax.Array) -> None:
     if not ok:
         raise ValueError(f"{name} must be shaped {layout}, got {list(value.shape)}")

@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lstmjax._checks import require_choice, require_positive_int
 
@@ -164,7 +165,9 @@ def _checked_lengths(lengths: Any, batch_size: int, num_steps: int) -> Array | N
             f"{lengths.dtype}{list(lengths.shape)}"
         )
     if not isinstance(lengths, jax.core.Tracer):
-        low, high = int(lengths.min(initial=0)), int(lengths.max(initial=0))
+        concrete = np.asarray(lengths)
+        low = int(concrete.min(initial=num_steps))
+        high = int(concrete.max(initial=0))
         if low < 0 or high > num_steps:
             raise ValueError(
                 f"lengths must lie in [0, T={num_steps}], got values in [{low}, {high}]"

@@ -31,7 +31,7 @@ Array = jax.Array
 def make_cells(config: ModelConfig) -> list[Cell]:
     """The ``num_layers`` cells that ``config`` describes, first layer first."""
     options = {
-        "kernel_init": _matrix_init(config.init_scale),
+        "kernel_init": None if config.init_scale is None else _matrix_init(config.init_scale),
         "param_dtype": jnp.dtype(config.param_dtype),
         "dtype": jnp.dtype(config.dtype),
     }

@@ -1,0 +1,32 @@
+"""Shared fixtures. Strict dtype promotion and rank promotion that raises catch silent casts and
+broadcasts in the library; every test gets its own seed, derived from its name (set
+LSTMJAX_TEST_SEED to draw a different family of inputs). XLA's optimizations are turned down, as
+in flax's example tests: compiling dominates this suite's time on a CPU."""
+
+import os
+import zlib
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_disable_most_optimizations", True)
+
+
+@pytest.fixture
+def seed(request) -> int:
+    return zlib.crc32(request.node.nodeid.encode()) + int(os.environ.get("LSTMJAX_TEST_SEED", "0"))
+
+
+@pytest.fixture
+def rng(seed) -> np.random.Generator:
+    """NumPy generator for inputs."""
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def key(seed) -> jax.Array:
+    """JAX key for parameters."""
+    return jax.random.key(seed)

@@ -1,0 +1,242 @@
+"""The stacked language model: scan == static (== scan with unroll) on logits, final carries and
+gradients for every cell type; carried state; dropout semantics; input modes; config errors."""
+
+import dataclasses
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import assert_trees_close, randomize
+
+import lstmjax
+from lstmjax import LSTMState, ModelConfig, RNNLanguageModel, zero_carry
+
+VOCAB, BATCH = 7, 2
+CELL_CONFIGS = {
+    "lstm": dict(cell="lstm", forget_bias=0.0),
+    "lstm-peephole-proj": dict(cell="lstm", use_peepholes=True, proj_size=3),
+    "gru": dict(cell="gru"),
+    "gru-reset-after": dict(cell="gru", reset_after=True),
+    "rnn": dict(cell="rnn"),
+    "ln_lstm": dict(cell="ln_lstm"),
+}
+
+
+def _config(name, **overrides):
+    return ModelConfig(vocab_size=VOCAB, hidden_size=4, embed_size=3, **CELL_CONFIGS[name], **overrides)
+
+
+@functools.cache
+def _loss_and_grads(config, jit=True):
+    """``(loss, (logits, carry)), grads`` of a fixed random projection of logits and carry."""
+    model = RNNLanguageModel(config)
+
+    def loss(variables, carry, tokens, logit_weights):
+        logits, final = model.apply(variables, tokens, carry)
+        carry_term = sum(jnp.sum(leaf * jnp.sin(jnp.arange(leaf.size, dtype=leaf.dtype)).reshape(leaf.shape))
+                         for leaf in jax.tree.leaves(final))
+        return jnp.sum(logits * logit_weights) + carry_term, (logits, final)
+
+    grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)
+    return jax.jit(grads) if jit else grads
+
+
+def _random_problem(config, steps, rng):
+    model = RNNLanguageModel(config)
+    tokens = jnp.asarray(rng.integers(0, VOCAB, (BATCH, steps)), jnp.int32)
+    carry = zero_carry(config, BATCH)
+    variables = randomize(model.init(jax.random.key(0), tokens, carry), rng)
+    weights = jnp.asarray(rng.normal(size=(BATCH, steps, VOCAB)), jnp.float32)
+    return variables, randomize(carry, rng), tokens, weights
+
+
+def _assert_engines_agree(name, layers, steps, variants, rng, *, jit_static=True):
+    """Every (engine, unroll) variant gives scan's loss, logits, final carry and gradients with
+    respect to parameters and initial carry, from a random and from a zero initial carry."""
+    base = _config(name, num_layers=layers)
+    variables, random_carry, tokens, weights = _random_problem(base, steps, rng)
+    for carry in (random_carry, zero_carry(base, BATCH)):
+        expected = _loss_and_grads(base)(variables, carry, tokens, weights)
+        for engine, unroll in variants:
+            config = dataclasses.replace(base, engine=engine, unroll=unroll)
+            jit = jit_static or engine != "static"
+            actual = _loss_and_grads(config, jit)(variables, carry, tokens, weights)
+            assert_trees_close(actual, expected, rtol=1e-5, atol=2e-6,
+                               err_msg=f"{name} L={layers} T={steps} {engine} unroll={unroll}")
+
+
+@pytest.mark.parametrize("name", CELL_CONFIGS)
+def test_engines_agree_one_layer_seven_steps(name, rng):
+    _assert_engines_agree(name, 1, 7, [("static", 1)], rng)
+
+
+@pytest.mark.parametrize("name", ["lstm-peephole-proj", "gru"])
+def test_scan_unroll_does_not_change_results(name, rng):
+    """unroll only regroups the scan's iterations, whatever the cell: two carry kinds cover it."""
+    _assert_engines_agree(name, 1, 7, [("scan", 4), ("scan", 7)], rng)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn", "ln_lstm"])
+def test_engines_agree_three_layers(name, rng):
+    _assert_engines_agree(name, 3, 7, [("static", 1)], rng)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn", "ln_lstm"])
+def test_engines_agree_single_step(name, rng):
+    _assert_engines_agree(name, 3, 1, [("static", 1)], rng)
+
+
+# At T=35 the static engine runs eagerly: XLA's CPU compile of 35 unrolled steps and their
+# backward pass takes tens of seconds (the cost benchmarks/ measures), and the op-by-op result is
+# the same program's. Its jitted form is checked at T=7 above.
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn", "ln_lstm"])
+def test_engines_agree_thirty_five_steps(name, rng):
+    _assert_engines_agree(name, 1, 35, [("static", 1), ("scan", 4)], rng, jit_static=False)
+
+
+def test_engines_agree_three_layers_thirty_five_steps(rng):
+    _assert_engines_agree("lstm", 3, 35, [("static", 1)], rng, jit_static=False)
+
+
+def test_carried_state_continues_the_sequence(rng):
+    """Two windows with the carry passed on give the logits of one long window (truncated BPTT)."""
+    config = _config("lstm", num_layers=2)
+    variables, carry, tokens, _ = _random_problem(config, 8, rng)
+    model = RNNLanguageModel(config)
+    logits, final = model.apply(variables, tokens, carry)
+    first, middle = model.apply(variables, tokens[:, :5], carry)
+    second, end = model.apply(variables, tokens[:, 5:], middle)
+    np.testing.assert_allclose(jnp.concatenate([first, second], axis=1), logits, rtol=1e-5, atol=1e-6)
+    assert_trees_close(end, final, rtol=1e-5, atol=1e-6)
+
+
+def test_parameter_tree_layout():
+    config = _config("lstm-peephole-proj", num_layers=2)
+    variables = RNNLanguageModel(config).init(
+        jax.random.key(0), jnp.zeros((1, 2), jnp.int32), zero_carry(config, 1))
+    shapes = jax.tree.map(jnp.shape, variables["params"])
+    assert shapes["embedding"] == {"embedding": (VOCAB, 3)}
+    assert shapes["layer_0"]["kernel"] == (3 + 3, 16) and shapes["layer_1"]["kernel"] == (3 + 3, 16)
+    assert shapes["layer_1"]["proj_kernel"] == (4, 3)
+    assert shapes["head"] == {"kernel": (3, VOCAB), "bias": (VOCAB,)}
+
+
+def test_one_hot_input_equals_identity_embedding(rng):
+    one_hot = ModelConfig(vocab_size=VOCAB, hidden_size=4, input_mode="one_hot")
+    embedded = dataclasses.replace(one_hot, input_mode="embedding", embed_size=VOCAB)
+    tokens = jnp.asarray(rng.integers(0, VOCAB, (BATCH, 5)), jnp.int32)
+    carry = zero_carry(one_hot, BATCH)
+    variables = randomize(RNNLanguageModel(one_hot).init(jax.random.key(0), tokens, carry), rng)
+    with_table = {"params": {**variables["params"], "embedding": {"embedding": jnp.eye(VOCAB)}}}
+    np.testing.assert_allclose(
+        RNNLanguageModel(one_hot).apply(variables, tokens, carry)[0],
+        RNNLanguageModel(embedded).apply(with_table, tokens, carry)[0], rtol=1e-6, atol=1e-7)
+
+
+def test_init_scale_draws_every_matrix_uniformly_and_keeps_cell_biases():
+    config = ModelConfig(vocab_size=50, hidden_size=30, num_layers=2, init_scale=0.05, cell="gru")
+    params = RNNLanguageModel(config).init(
+        jax.random.key(0), jnp.zeros((1, 2), jnp.int32), zero_carry(config, 1))["params"]
+    for leaf in [params["embedding"]["embedding"], params["layer_1"]["gate_kernel"],
+                 params["head"]["kernel"], params["head"]["bias"]]:
+        assert np.abs(leaf).max() <= 0.05 and np.abs(leaf).max() > 0.04
+    np.testing.assert_array_equal(params["layer_0"]["gate_bias"], 1.0)
+
+
+def _dropout_outputs(config, tokens, carry, variables, key):
+    """The outputs of each Dropout module (time-major ``[T, B, F]``), in call order."""
+    _, state = RNNLanguageModel(config).apply(
+        variables, tokens, carry, train=True, rngs={"dropout": key},
+        capture_intermediates=lambda module, _: isinstance(module, nn.Dropout),
+        mutable=["intermediates"])
+    found = state["intermediates"]
+    return [found[name]["__call__"][0] for name in sorted(found, key=lambda n: int(n.split("_")[1]))]
+
+
+@pytest.mark.parametrize("variational", [False, True])
+def test_dropout_on_input_and_every_layer_output(variational, rng):
+    config = ModelConfig(vocab_size=VOCAB, hidden_size=64, embed_size=64, num_layers=2,
+                         dropout=0.5, variational=variational)
+    tokens = jnp.asarray(rng.integers(0, VOCAB, (8, 6)), jnp.int32)
+    carry = zero_carry(config, 8)
+    variables = RNNLanguageModel(config).init(jax.random.key(0), tokens, carry)
+    outputs = _dropout_outputs(config, tokens, carry, variables, jax.random.key(1))
+    assert len(outputs) == 3  # embedding, layer 0 output, layer 1 output (the last one included)
+    for dropped in outputs:
+        zeros = np.asarray(dropped) == 0.0  # [T, B, F]
+        assert 0.35 < zeros.mean() < 0.65
+        same_mask_every_step = np.all(zeros == zeros[:1])
+        assert same_mask_every_step == variational
+    embedded = variables["params"]["embedding"]["embedding"][tokens].swapaxes(0, 1)
+    kept = np.asarray(outputs[0]) != 0
+    np.testing.assert_allclose(np.asarray(outputs[0])[kept], np.asarray(embedded)[kept] * 2.0, rtol=1e-6)
+
+
+def test_dropout_is_off_in_eval_and_recurrent_dropout_acts_in_training(rng):
+    plain = _config("lstm", num_layers=2)
+    dropped = dataclasses.replace(plain, dropout=0.3, recurrent_dropout=0.3, variational=True)
+    variables, carry, tokens, _ = _random_problem(plain, 5, rng)
+    eval_logits, _ = RNNLanguageModel(dropped).apply(variables, tokens, carry)
+    np.testing.assert_array_equal(eval_logits, RNNLanguageModel(plain).apply(variables, tokens, carry)[0])
+    only_recurrent = dataclasses.replace(plain, recurrent_dropout=0.5)
+    train_logits, _ = RNNLanguageModel(only_recurrent).apply(
+        variables, tokens, carry, train=True, rngs={"dropout": jax.random.key(3)})
+    assert not np.allclose(train_logits, eval_logits)
+
+
+def test_recurrent_dropout_masks_h_entering_each_step_with_one_mask(rng):
+    """Recurrent dropout == running the cell with h multiplied by one fixed mask at every step."""
+    config = ModelConfig(vocab_size=VOCAB, hidden_size=4, input_mode="one_hot", recurrent_dropout=0.5)
+    variables, carry, tokens, _ = _random_problem(config, 5, rng)
+    key = jax.random.key(7)
+    logits, _ = RNNLanguageModel(config).apply(variables, tokens, carry, train=True, rngs={"dropout": key})
+    cell = lstmjax.make_cells(config)[0]
+    params = variables["params"]
+    expected = []
+    # the model's first and only draw from the dropout stream is this mask
+    mask = RNNLanguageModel(config).apply(
+        variables, carry[0], method=lambda module, c: module._state_mask(c), rngs={"dropout": key})
+    h, c = carry[0].h, carry[0].c
+    for x in jax.nn.one_hot(tokens, VOCAB).swapaxes(0, 1):
+        state, y = cell.step(params["layer_0"], LSTMState(c, h * mask), x)
+        c, h = state.c, state.h
+        expected.append(y @ params["head"]["kernel"] + params["head"]["bias"][None])
+    np.testing.assert_allclose(logits, jnp.stack(expected, axis=1), rtol=1e-5, atol=1e-6)
+    assert 0 < np.mean(np.asarray(mask) == 0) < 1
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(cell="lstmish"), r"cell must be one of \('lstm', 'gru', 'rnn', 'ln_lstm'\), got 'lstmish'"),
+        (dict(engine="dynamic_rnn"), r"engine must be one of \('scan', 'static'\)"),
+        (dict(hidden_size=0), "hidden_size must be a positive int, got 0"),
+        (dict(num_layers=0), "num_layers must be a positive int"),
+        (dict(dropout=1.0), r"dropout is a drop probability in \[0, 1\), got 1.0"),
+        (dict(recurrent_dropout=-0.1), "recurrent_dropout is a drop probability"),
+        (dict(cell="gru", use_peepholes=True), "use_peepholes is an option of cell='lstm'"),
+        (dict(input_mode="one_hot", embed_size=5), "embed_size applies to input_mode='embedding'"),
+        (dict(unroll=0), "unroll must be a positive int"),
+        (dict(dtype="float64"), r"dtype must be one of \('float32', 'bfloat16', 'float16'\)"),
+    ],
+)
+def test_bad_config_raises(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**{"vocab_size": VOCAB, "hidden_size": 4, **overrides})
+
+
+def test_bad_tokens_and_carry_raise():
+    config = _config("lstm", num_layers=2)
+    model = RNNLanguageModel(config)
+    carry = zero_carry(config, 2)
+    with pytest.raises(ValueError, match=r"tokens must be int\[batch, time\], got float32\[2, 3\]"):
+        model.init(jax.random.key(0), jnp.zeros((2, 3)), carry)
+    with pytest.raises(ValueError, match="tokens must be int"):
+        model.init(jax.random.key(0), jnp.zeros((2, 3, 1), jnp.int32), carry)
+    with pytest.raises(ValueError, match="carry must be a tuple of num_layers=2 per-layer carries"):
+        model.init(jax.random.key(0), jnp.zeros((2, 3), jnp.int32), carry[:1])
+    with pytest.raises(ValueError, match=r"carry for LSTM.*zero_carry\(2\)"):
+        model.init(jax.random.key(0), jnp.zeros((2, 3), jnp.int32), zero_carry(config, 3))
