@@ -82,6 +82,8 @@ class RNNLanguageModel(nn.Module):
     @nn.compact
     def __call__(self, tokens: Array, carry: tuple[Any, ...], *, train: bool = False):
         config = self.config
+        if config.vocab_size is None:
+            raise ValueError("config.vocab_size is None: set it to the vocabulary's size")
         if jnp.ndim(tokens) != 2 or not jnp.issubdtype(jnp.result_type(tokens), jnp.integer):
             raise ValueError(
                 f"tokens must be int[batch, time], got {jnp.result_type(tokens)}"
