@@ -25,7 +25,8 @@ class ModelConfig:
     """A stacked recurrent language model: input encoding, ``num_layers`` cells, dense head.
 
     Attributes:
-      vocab_size: V, number of token ids.
+      vocab_size: V, number of token ids; None in presets, where training sets it from the
+        corpus vocabulary.
       hidden_size: H, units per recurrent layer.
       num_layers: L, stacked recurrent layers.
       cell: ``"lstm"``, ``"gru"``, ``"rnn"`` (Elman, tanh) or ``"ln_lstm"`` (layer-normalized).
@@ -53,8 +54,8 @@ class ModelConfig:
       param_dtype, dtype: parameter and compute dtypes.
     """
 
-    vocab_size: int
-    hidden_size: int
+    vocab_size: int | None = None
+    hidden_size: int = 128
     num_layers: int = 1
     cell: CellType = "lstm"
     input_mode: InputMode = "embedding"
@@ -74,9 +75,9 @@ class ModelConfig:
     dtype: DType = "float32"
 
     def __post_init__(self):
-        for name in ("vocab_size", "hidden_size", "num_layers", "unroll"):
+        for name in ("hidden_size", "num_layers", "unroll"):
             require_positive_int(name, getattr(self, name))
-        for name in ("embed_size", "proj_size"):
+        for name in ("vocab_size", "embed_size", "proj_size"):
             if getattr(self, name) is not None:
                 require_positive_int(name, getattr(self, name))
         require_choice("cell", self.cell, CELL_TYPES)
@@ -107,3 +108,154 @@ class ModelConfig:
             return self.vocab_size
         return self.embed_size or self.hidden_size
 
+
+
+CorpusName = Literal["default", "text8", "tinyshakespeare", "anna", "ptb", "ptb-char"]
+OptimizerName = Literal["adam", "adagrad", "sgd"]
+ScheduleName = Literal["constant", "exponential", "epoch_decay"]
+LossScale = Literal["mean", "sum_over_time"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which corpus, and where it lives.
+
+    Attributes:
+      corpus: a named corpus (see :mod:`lstmjax.data.corpora`); ``"default"`` is embedded.
+      data_dir: directory holding the corpus files; None: ``$LSTMJAX_DATA_DIR``, else download.
+      cache_dir: where downloads go; None: ``$LSTMJAX_CACHE_DIR``, else ``~/.cache/lstmjax``.
+      split: ``"standard"`` or, for text8, ``"tutorial"`` (validation = first 1,000 characters).
+      unknown: characters outside a fixed alphabet: ``"error"`` or ``"map"`` to its documented
+        symbol.
+    """
+
+    corpus: CorpusName = "default"
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    split: Literal["standard", "tutorial"] = "standard"
+    unknown: Literal["error", "map"] = "error"
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """The optax chain: ``clip_by_global_norm(max_grad_norm)``, then the optimizer, with a schedule.
+
+    Attributes:
+      optimizer: ``"adam"`` (optax's: epsilon added to the bias-corrected root; TF1's AdamOptimizer
+        adds it to the uncorrected root, a difference only in the first steps), ``"adagrad"``
+        (initial accumulator ``adagrad_initial_accumulator``, TF1's default 0.1) or ``"sgd"``.
+      learning_rate: the initial learning rate.
+      max_grad_norm: clip the global gradient norm to this; None: no clipping.
+      schedule: ``"constant"``; ``"exponential"``: ``lr * decay_rate ** (step / decay_steps)``,
+        floored to whole periods with ``staircase`` (TF's ``exponential_decay``);
+        ``"epoch_decay"``: the PTB recipe, ``lr * decay_rate ** max(epoch + 1 - decay_after_epoch,
+        0)`` with ``epoch`` counted from 0 (TF's ``lr_decay ** max(i + 1 - max_epoch, 0)``).
+      decay_rate, decay_steps, staircase, decay_after_epoch: schedule parameters.
+      adam_b1, adam_b2, adam_eps: Adam's parameters (TF1 defaults 0.9, 0.999, 1e-8).
+      adagrad_initial_accumulator: Adagrad's initial accumulator value.
+    """
+
+    optimizer: OptimizerName = "adam"
+    learning_rate: float = 2e-3
+    max_grad_norm: float | None = 5.0
+    schedule: ScheduleName = "constant"
+    decay_rate: float = 1.0
+    decay_steps: int = 1
+    staircase: bool = True
+    decay_after_epoch: int = 0
+    adam_b1: float = 0.9
+    adam_b2: float = 0.999
+    adam_eps: float = 1e-8
+    adagrad_initial_accumulator: float = 0.1
+
+    def __post_init__(self):
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}")
+        if not 0 < self.decay_rate <= 1:
+            raise ValueError(f"decay_rate must lie in (0, 1], got {self.decay_rate!r}")
+        require_positive_int("decay_steps", self.decay_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training loop.
+
+    Attributes:
+      batch_size: B, parallel streams of the corpus.
+      seq_len: T, tokens per window (the truncated-BPTT length; TF's ``num_steps``).
+      num_epochs: passes over the training split; the run ends at ``num_epochs`` or ``max_steps``,
+        whichever comes first (None: no limit of that kind).
+      max_steps: optimizer steps; None: no limit of that kind.
+      loss_scale: ``"mean"``: the loss is the mean per token (the char recipes);
+        ``"sum_over_time"``: summed over the T steps and averaged over the batch (the PTB recipes,
+        whose learning rate 1.0 and clipping are calibrated to it). Reported perplexity is per token
+        either way.
+      seed: seeds parameters, dropout and sampling.
+      log_every: steps between metric lines (one host sync each).
+      eval_every: steps between validation passes and checkpoints (also at each epoch's end).
+      keep_checkpoints: the last K checkpoints kept, besides the best by validation loss.
+      eval_batch_size, eval_seq_len: windowing of evaluation (the result does not depend on it).
+      sample_length: characters or words printed as a sample at the end of training.
+    """
+
+    batch_size: int = 32
+    seq_len: int = 50
+    num_epochs: int | None = None
+    max_steps: int | None = 1000
+    loss_scale: LossScale = "mean"
+    seed: int = 0
+    log_every: int = 50
+    eval_every: int = 250
+    keep_checkpoints: int = 3
+    eval_batch_size: int = 16
+    eval_seq_len: int = 100
+    sample_length: int = 300
+
+    def __post_init__(self):
+        for name in ("batch_size", "seq_len", "log_every", "eval_every", "keep_checkpoints",
+                     "eval_batch_size", "eval_seq_len"):
+            require_positive_int(name, getattr(self, name))
+        for name in ("num_epochs", "max_steps"):
+            if getattr(self, name) is not None:
+                require_positive_int(name, getattr(self, name))
+        if self.num_epochs is None and self.max_steps is None:
+            raise ValueError("set num_epochs or max_steps (or both): training needs an end")
+        if self.sample_length < 0:
+            raise ValueError(f"sample_length must be >= 0, got {self.sample_length!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run needs; written to the run directory as JSON and stored with checkpoints."""
+
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        """The config from :meth:`to_dict`'s output; an unknown key raises a ValueError naming it."""
+        parts = {}
+        for field in dataclasses.fields(cls):
+            section = values.get(field.name, {})
+            known = {f.name for f in dataclasses.fields(_SECTIONS[field.name])}
+            unknown = set(section) - known
+            if unknown:
+                raise ValueError(
+                    f"unknown config keys {sorted(f'{field.name}.{k}' for k in unknown)}; valid keys "
+                    f"of {field.name}: {sorted(known)}"
+                )
+            parts[field.name] = _SECTIONS[field.name](**section)
+        unknown = set(values) - set(_SECTIONS)
+        if unknown:
+            raise ValueError(f"unknown config sections {sorted(unknown)}; valid: {sorted(_SECTIONS)}")
+        return cls(**parts)
+
+
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
