@@ -264,16 +264,32 @@ def _prepare(cell: Any, params: Mapping[str, Array], carry: Any, x: Array) -> tu
     )
 
 
-def _glorot_uniform() -> Initializer:
-    return jax.nn.initializers.glorot_uniform()
+@dataclasses.dataclass(frozen=True)
+class _Cell:
+    """Fields and methods every cell shares. ``kernel_init``, ``param_dtype`` and ``dtype`` are
+    keyword-only, after each cell's own fields."""
 
+    hidden_size: int
+    kernel_init: Initializer | None = dataclasses.field(default=None, kw_only=True)
+    param_dtype: Any = dataclasses.field(default=jnp.float32, kw_only=True)
+    dtype: Any = dataclasses.field(default=jnp.float32, kw_only=True)
 
-def _kernel_init(cell: Any) -> Initializer:
-    return cell.kernel_init if cell.kernel_init is not None else _glorot_uniform()
+    def __post_init__(self):
+        require_positive_int("hidden_size", self.hidden_size)
+
+    @property
+    def output_size(self) -> int:
+        """Features of the output ``y``."""
+        return self.hidden_size
+
+    def _kernel(self, key: Array, shape: tuple[int, ...]) -> Array:
+        """A kernel from ``kernel_init`` (Glorot uniform, TF1's default, if None)."""
+        init = self.kernel_init or jax.nn.initializers.glorot_uniform()
+        return init(key, shape, self.param_dtype)
 
 
 @dataclasses.dataclass(frozen=True)
-class LSTM:
+class LSTM(_Cell):
     """Long short-term memory cell (Hochreiter & Schmidhuber 1997, with a forget gate).
 
     Equations in :func:`lstm_step`. Parameter layout (TF1 ``LSTMCell``; ``P = proj_size or H``):
@@ -295,18 +311,14 @@ class LSTM:
       dtype: compute dtype of ``step`` and of the carry.
     """
 
-    hidden_size: int
     forget_bias: float = 1.0
     use_peepholes: bool = False
     proj_size: int | None = None
     cell_clip: float | None = None
     proj_clip: float | None = None
-    kernel_init: Initializer | None = None
-    param_dtype: Any = jnp.float32
-    dtype: Any = jnp.float32
 
     def __post_init__(self):
-        require_positive_int("hidden_size", self.hidden_size)
+        super().__post_init__()
         if self.proj_size is not None:
             require_positive_int("proj_size", self.proj_size)
 
@@ -330,11 +342,12 @@ class LSTM:
         given, else zeros (Glorot's fans are undefined for vectors)."""
         require_positive_int("input_size", input_size)
         shapes = self.param_shapes(input_size)
-        keys = dict(zip(shapes, jax.random.split(key, len(shapes))))
+        keys = dict(zip(shapes, jax.random.split(key, len(shapes)), strict=True))
         params = {}
         for name, shape in shapes.items():
-            if name in ("kernel", "proj_kernel") or name.startswith("peephole") and self.kernel_init:
-                params[name] = _kernel_init(self)(keys[name], shape, self.param_dtype)
+            is_peephole = name.startswith("peephole")
+            if name in ("kernel", "proj_kernel") or (is_peephole and self.kernel_init):
+                params[name] = self._kernel(keys[name], shape)
             else:
                 params[name] = jnp.zeros(shape, self.param_dtype)
         return params
@@ -360,7 +373,7 @@ class LSTM:
 
 
 @dataclasses.dataclass(frozen=True)
-class GRU:
+class GRU(_Cell):
     """Gated recurrent unit (Cho et al. 2014). Equations in :func:`gru_step`.
 
     Parameter layout: ``gate_kernel: [I + H, 2H]`` with gate columns r, u (reset, update),
@@ -375,18 +388,7 @@ class GRU:
       kernel_init, param_dtype, dtype: as for :class:`LSTM`.
     """
 
-    hidden_size: int
     reset_after: bool = False
-    kernel_init: Initializer | None = None
-    param_dtype: Any = jnp.float32
-    dtype: Any = jnp.float32
-
-    def __post_init__(self):
-        require_positive_int("hidden_size", self.hidden_size)
-
-    @property
-    def output_size(self) -> int:
-        return self.hidden_size
 
     def param_shapes(self, input_size: int) -> dict[str, tuple[int, ...]]:
         hidden = self.hidden_size
@@ -403,15 +405,12 @@ class GRU:
     def init(self, key: Array, input_size: int) -> Params:
         """Kernels from ``kernel_init``, gate bias 1.0 (TF1), candidate biases 0."""
         require_positive_int("input_size", input_size)
-        init = _kernel_init(self)
         shapes = self.param_shapes(input_size)
         gate_key, candidate_key = jax.random.split(key)
         params = {name: jnp.zeros(shape, self.param_dtype) for name, shape in shapes.items()}
-        params["gate_kernel"] = init(gate_key, shapes["gate_kernel"], self.param_dtype)
+        params["gate_kernel"] = self._kernel(gate_key, shapes["gate_kernel"])
         params["gate_bias"] = jnp.ones(shapes["gate_bias"], self.param_dtype)
-        params["candidate_kernel"] = init(
-            candidate_key, shapes["candidate_kernel"], self.param_dtype
-        )
+        params["candidate_kernel"] = self._kernel(candidate_key, shapes["candidate_kernel"])
         return params
 
     def zero_carry(self, batch_size: int) -> Array:
@@ -425,7 +424,7 @@ class GRU:
 
 
 @dataclasses.dataclass(frozen=True)
-class SimpleRNN:
+class SimpleRNN(_Cell):
     """Elman RNN, ``h' = tanh([x, h] @ kernel + bias)`` (TF1 ``BasicRNNCell``, torch ``nn.RNN``).
 
     Parameter layout: ``kernel: [I + H, H]``, ``bias: [H]``.
@@ -434,18 +433,6 @@ class SimpleRNN:
       hidden_size: H.
       kernel_init, param_dtype, dtype: as for :class:`LSTM`.
     """
-
-    hidden_size: int
-    kernel_init: Initializer | None = None
-    param_dtype: Any = jnp.float32
-    dtype: Any = jnp.float32
-
-    def __post_init__(self):
-        require_positive_int("hidden_size", self.hidden_size)
-
-    @property
-    def output_size(self) -> int:
-        return self.hidden_size
 
     def param_shapes(self, input_size: int) -> dict[str, tuple[int, ...]]:
         return {"kernel": (input_size + self.hidden_size, self.hidden_size),
@@ -456,7 +443,7 @@ class SimpleRNN:
         require_positive_int("input_size", input_size)
         shapes = self.param_shapes(input_size)
         return {
-            "kernel": _kernel_init(self)(key, shapes["kernel"], self.param_dtype),
+            "kernel": self._kernel(key, shapes["kernel"]),
             "bias": jnp.zeros(shapes["bias"], self.param_dtype),
         }
 
@@ -471,7 +458,7 @@ class SimpleRNN:
 
 
 @dataclasses.dataclass(frozen=True)
-class LayerNormLSTM:
+class LayerNormLSTM(_Cell):
     """Layer-normalized LSTM (Ba et al. 2016), in the form of r2rt's TensorFlow tutorial cell.
 
     Equations in :func:`layer_norm_lstm_step`. Parameter layout: ``kernel: [I + H, 4H]`` (gate
@@ -488,20 +475,9 @@ class LayerNormLSTM:
       kernel_init, param_dtype, dtype: as for :class:`LSTM`.
     """
 
-    hidden_size: int
     forget_bias: float = 1.0
     layer_norm_cell: bool = True
     epsilon: float = 1e-5
-    kernel_init: Initializer | None = None
-    param_dtype: Any = jnp.float32
-    dtype: Any = jnp.float32
-
-    def __post_init__(self):
-        require_positive_int("hidden_size", self.hidden_size)
-
-    @property
-    def output_size(self) -> int:
-        return self.hidden_size
 
     def param_shapes(self, input_size: int) -> dict[str, tuple[int, ...]]:
         hidden = self.hidden_size
@@ -522,7 +498,7 @@ class LayerNormLSTM:
             name: (jnp.ones if name.endswith("scale") else jnp.zeros)(shape, self.param_dtype)
             for name, shape in shapes.items()
         }
-        params["kernel"] = _kernel_init(self)(key, shapes["kernel"], self.param_dtype)
+        params["kernel"] = self._kernel(key, shapes["kernel"])
         return params
 
     def zero_carry(self, batch_size: int) -> LSTMState:

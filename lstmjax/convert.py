@@ -258,7 +258,7 @@ def lstm_from_tf_tutorial(variables: Mapping[str, Any]) -> Params:
     """
     by_leaf = {re.split(r"[/:]", name.split("/")[-1])[0]: value for name, value in variables.items()}
     kernel_columns, bias_parts = [], []
-    for gate, (long_name, short) in _TUTORIAL_GATES.items():
+    for long_name, short in _TUTORIAL_GATES.values():
         names = [(f"{long_name}_i", f"{long_name}_o", f"{long_name}_b"),
                  (f"{short}x", f"{short}m", f"{short}b")]
         found = next((n for n in names if all(part in by_leaf for part in n)), None)

@@ -113,13 +113,13 @@ def test_lengths_match_running_each_sequence_alone(reverse, rng):
     lengths = np.array([6, 2, 4])
     final, ys = lstmjax.run(cell.step, params, carry, xs, lengths=jnp.asarray(lengths), reverse=reverse)
     for b, length in enumerate(lengths):
-        alone = jax.tree.map(lambda a: a[b:b + 1], carry)
+        alone = jax.tree.map(lambda a, b=b: a[b:b + 1], carry)
         alone_final, alone_ys = lstmjax.run(
             cell.step, params, alone, xs[:length, b:b + 1], reverse=reverse
         )
         np.testing.assert_allclose(ys[:length, b], alone_ys[:, 0], rtol=1e-6, atol=1e-7)
-        assert_trees_close(jax.tree.map(lambda a: a[b], final), jax.tree.map(lambda a: a[0], alone_final),
-                           rtol=1e-6, atol=1e-7)
+        assert_trees_close(jax.tree.map(lambda a, b=b: a[b], final),
+                           jax.tree.map(lambda a: a[0], alone_final), rtol=1e-6, atol=1e-7)
 
 
 def test_reverse_equals_forward_on_flipped_inputs(rng):
