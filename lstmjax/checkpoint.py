@@ -1,0 +1,451 @@
+"""Checkpoints: save a training run every few steps and resume it exactly, with orbax.
+
+:class:`Checkpoints` wraps one orbax ``CheckpointManager``. Each step it saves holds a pytree of
+arrays (params, optimizer state, step, PRNG key, the carried RNN state: anything made of arrays,
+NamedTuples, dicts, lists and dataclass pytrees) and a small JSON dict (the data position, metrics).
+It keeps the last ``keep`` steps plus the one with the lowest metric (the validation loss), and
+restores into a target from ``jax.eval_shape``, bit for bit, with the target's dtypes, shapes and
+shardings. The run's config and vocabulary are JSON files beside the checkpoint directory, written
+by the training code.
+
+Layout of ``directory``::
+
+    <step>/state    the arrays (orbax StandardSave: OCDBT + zarr); typed PRNG keys as key data
+    <step>/extra    the caller's JSON dict
+    <step>/layout   JSON: dtype and shape of every array by path, for clear mismatch errors
+    <step>/metrics  orbax's record of the ranking metric: {"metric": float or null}
+    <step>.orbax-checkpoint-tmp*   a save in progress, or killed: never restored, removed on open
+    _deleted/       steps being removed: ignored, emptied on open, before each save and on close
+
+Crash safety: orbax writes a step into a temporary directory and renames it when complete, so a
+process killed at any moment (SIGKILL included) leaves only complete steps under their own names.
+Old steps are retired only after the newer step is complete, by renaming them into ``_deleted/``
+(``todelete_subdir``), so a kill during deletion never leaves a half-deleted step either.
+
+Saves are asynchronous: :meth:`Checkpoints.save` returns once the arrays are copied to host
+memory (orbax's blocking device-to-host transfer), and files are written in a background thread.
+So the caller may donate or overwrite the saved buffers (``train_step`` donates its state) as soon
+as ``save`` returns; :meth:`Checkpoints.close` (or leaving the ``with`` block) waits for the last
+write to finish.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pathlib
+import shutil
+from collections.abc import Mapping
+from typing import Any, Literal, Self
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+from lstmjax._checks import require_positive_int
+
+PyTree = Any
+
+_ITEMS = ("state", "extra", "layout")
+_TRASH = "_deleted"  # steps being removed are renamed here first (atomic), then deleted
+_LAYOUT_FORMAT = 1
+
+
+def _rank(metrics: Any) -> float:
+    """Orbax's ranking key for a step's metrics: the metric, with a missing or NaN one worst."""
+    value = metrics.get("metric") if isinstance(metrics, Mapping) else None
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else math.inf
+
+
+class _QuietOrbax(logging.Filter):
+    """Drops orbax's INFO and DEBUG records (it logs each save step by step through absl)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def _quiet_orbax() -> None:
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(f, _QuietOrbax) for f in absl_logger.filters):
+        absl_logger.addFilter(_QuietOrbax())
+
+
+class Checkpoints:
+    """Saves and restores a run's checkpoints in ``directory``; keeps the last K plus the best.
+
+    Example::
+
+        with Checkpoints(workdir / "checkpoints", keep=3) as checkpoints:
+            if checkpoints.latest_step() is not None:
+                target = jax.eval_shape(lambda: {"state": state, "carry": carry})
+                restored, extra = checkpoints.restore(target)
+            ...
+            checkpoints.save(step, {"state": state, "carry": carry},
+                             {"position": {"epoch": 1, "window": 37}}, metric=valid_loss)
+
+    Args:
+      directory: where the step directories go; created by the first save, not before.
+      keep: how many of the newest steps to keep (>= 1). The newest complete step is never deleted.
+      keep_best: also keep the step with the lowest ``metric``, however old.
+      save_every: with a number N, ``save`` skips steps that are not multiples of N unless
+        ``force=True``; with None (default) every call saves and the caller decides when.
+      asynchronous: write files in a background thread (default). ``save`` still blocks until
+        the arrays are on the host, so donating them afterwards is safe.
+    """
+
+    def __init__(self, directory: str | os.PathLike, *, keep: int = 3, keep_best: bool = True,
+                 save_every: int | None = None, asynchronous: bool = True):
+        require_positive_int("keep", keep)
+        if save_every is not None:
+            require_positive_int("save_every", save_every)
+        self.directory = pathlib.Path(directory).absolute()
+        if self.directory.exists() and not self.directory.is_dir():
+            raise NotADirectoryError(f"checkpoint directory {self.directory} is a file; pass a "
+                                     "directory (it is created by the first save)")
+        self.keep, self.keep_best, self.save_every = keep, keep_best, save_every
+        self._metrics: dict[int, float | None] = {}
+        self._closed = False
+        _quiet_orbax()
+        self._empty_trash()  # left by a process killed while deleting old steps
+        policies = [checkpoint_managers.LatestN(n=keep)]
+        if keep_best:
+            policies.append(checkpoint_managers.BestN(
+                get_metric_fn=_rank, reverse=True, n=1, keep_checkpoints_without_metrics=False))
+        options = ocp.CheckpointManagerOptions(
+            create=False,
+            cleanup_tmp_directories=True,
+            enable_async_checkpointing=asynchronous,
+            preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+            best_fn=_rank,  # makes orbax store each step's metrics
+            best_mode="min",
+            todelete_subdir=_TRASH,
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=_ITEMS)
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def all_steps(self) -> list[int]:
+        """The steps kept, oldest first (with a save in progress in this process)."""
+        return sorted(self._manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        """The newest step, or None when there is none."""
+        return self._manager.latest_step()
+
+    def best_step(self) -> int | None:
+        """The kept step with the lowest finite metric (the newest on ties), or None."""
+        best = None
+        for step in self.all_steps():
+            value = self._metric(step)
+            if value is not None and (best is None or value <= best[0]):
+                best = (value, step)
+        return None if best is None else best[1]
+
+    def metric(self, step: int) -> float | None:
+        """The metric saved with ``step`` (None when it had none, or it was not finite)."""
+        if step not in self.all_steps():
+            raise FileNotFoundError(self._no_step_message(step))
+        return self._metric(step)
+
+    def _metric(self, step: int) -> float | None:
+        if step not in self._metrics:
+            metrics = self._manager.metrics(step)
+            value = _rank(metrics)
+            self._metrics[step] = value if math.isfinite(value) else None
+        return self._metrics[step]
+
+    # -- save ----------------------------------------------------------------------------------
+
+    def save(self, step: int, state: PyTree, extra: Mapping[str, Any], *,
+             metric: float | None = None, force: bool = False) -> bool:
+        """Save ``state`` (a pytree of arrays) and ``extra`` (a JSON dict) as ``step``.
+
+        Returns True if it saved; False if ``save_every`` skips this step (and not ``force``) or
+        ``step`` is already saved. Returns once the arrays are copied to the host, so the caller
+        may donate them next; the files are written in the background. ``metric`` (lower is
+        better; None or NaN never counts as best) ranks the step for ``keep_best``. Older steps
+        beyond the last ``keep`` and the best are deleted once this one is complete.
+        """
+        self._check_open()
+        step = _as_step(step)
+        if not force and self.save_every is not None and step % self.save_every:
+            return False
+        latest = self.latest_step()
+        if latest is not None and step <= latest:
+            if step in self.all_steps():
+                return False
+            raise ValueError(f"cannot save step {step} in {self.directory}: it is older than the "
+                             f"latest checkpoint, step {latest}. Resume from the latest step, or "
+                             "save into a new directory")
+        arrays, layout = _to_saved(state)
+        extra = _json_copy(extra, "extra")
+        value = None if metric is None else float(metric)
+        value = value if value is not None and math.isfinite(value) else None
+        self._settle()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        saved = self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(arrays),
+                extra=ocp.args.JsonSave(extra),
+                layout=ocp.args.JsonSave(layout),
+            ),
+            metrics={"metric": value},
+            force=True,  # when to save is decided above
+        )
+        if saved:
+            self._metrics[step] = value
+        return saved
+
+    # -- restore -------------------------------------------------------------------------------
+
+    def restore(self, target: PyTree, *, step: int | Literal["latest", "best"] | None = None
+                ) -> tuple[PyTree, dict[str, Any]]:
+        """Restore a step into the structure of ``target``; return ``(state, extra)``.
+
+        Args:
+          target: a pytree like the saved state, of ``jax.ShapeDtypeStruct`` (from
+            ``jax.eval_shape``) or arrays. The restored arrays get its dtypes, shapes and
+            shardings (the default device where a leaf has none); the values are the saved bits.
+          step: an int, "latest" or None for the newest step, or "best" for the lowest metric.
+
+        Raises:
+          FileNotFoundError: no checkpoint in the directory, or none for ``step``.
+          ValueError: the target's structure, shapes or dtypes differ from the saved ones.
+        """
+        self._check_open()
+        step = self._resolve_step(step)
+        saved_layout = self._manager.restore(
+            step, args=ocp.args.Composite(layout=ocp.args.JsonRestore())).layout
+        path_leaves, treedef = jax.tree_util.tree_flatten_with_path(target)
+        wanted = {_path_name(path): _abstract(leaf) for path, leaf in path_leaves}
+        self._check_layout(step, saved_layout, wanted)
+        abstract = {}
+        for name, (shape, dtype, sharding) in wanted.items():
+            if _is_key(dtype):  # stored as key data: uint32[..., 2] for threefry
+                data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(shape, dtype))
+                leaf = jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=_default_sharding())
+            else:
+                leaf = jax.ShapeDtypeStruct(shape, dtype, sharding=sharding or _default_sharding())
+            _insert(abstract, name, leaf)
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), extra=ocp.args.JsonRestore()))
+        leaves = []
+        for name, (_, dtype, sharding) in wanted.items():
+            leaf = _lookup(restored.state, name)
+            if _is_key(dtype):
+                leaf = jax.random.wrap_key_data(leaf, impl=saved_layout["arrays"][name]["key_impl"])
+                if sharding is not None:
+                    leaf = jax.device_put(leaf, sharding)
+            leaves.append(leaf)
+        return jax.tree_util.tree_unflatten(treedef, leaves), dict(restored.extra)
+
+    def _resolve_step(self, step: int | str | None) -> int:
+        steps = self.all_steps()
+        if not steps:
+            state = "is empty" if self.directory.is_dir() else "does not exist"
+            raise FileNotFoundError(
+                f"no checkpoint to restore in {self.directory}: the directory {state}. Check the "
+                "path, or start fresh by training into it (a run directory without checkpoints "
+                "starts at step 0)")
+        if step is None or step == "latest":
+            return steps[-1]
+        if step == "best":
+            best = self.best_step()
+            if best is None:
+                raise ValueError(f"no checkpoint in {self.directory} has a finite metric to rank "
+                                 f"it as best; restore step='latest' or one of {steps}")
+            return best
+        step = _as_step(step)
+        if step not in steps:
+            raise FileNotFoundError(self._no_step_message(step))
+        return step
+
+    def _no_step_message(self, step: int) -> str:
+        return (f"no checkpoint for step {step} in {self.directory}; it holds steps "
+                f"{self.all_steps()} (pass one of them, 'latest' or 'best')")
+
+    def _check_layout(self, step: int, saved_layout: Mapping, wanted: Mapping) -> None:
+        saved = saved_layout.get("arrays", {}) if isinstance(saved_layout, Mapping) else {}
+        problems = []
+        for name, (shape, dtype, _) in wanted.items():
+            entry = saved.get(name)
+            if entry is None:
+                text = f"it has no {name} (the target expects {_describe(shape, dtype)})"
+                problems.append((name, text))
+            elif (tuple(entry["shape"]), entry["dtype"]) != (tuple(shape), str(dtype)):
+                text = (f"it has {name} {_describe(entry['shape'], entry['dtype'])}, the target "
+                        f"makes {_describe(shape, dtype)}")
+                problems.append((name, text))
+        for name, entry in saved.items():
+            if name not in wanted:
+                text = f"it has {name} {_describe(entry['shape'], entry['dtype'])}, which the target lacks"
+                problems.append((name, text))
+        if problems:
+            problems.sort(key=lambda item: (item[0].count("/"), item[0]))  # shallowest first
+            problems = [text for _, text in problems]
+            shown = "; ".join(problems[:5])
+            more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+            raise ValueError(
+                f"checkpoint at step {step} in {self.directory} does not match the target: {shown}"
+                f"{more}. Restore with the configuration the run was saved with (its config.json), "
+                "or start a new run in an empty directory")
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def wait_until_finished(self) -> None:
+        """Block until the last save is written and old steps are deleted."""
+        self._check_open()
+        self._settle()
+
+    def close(self) -> None:
+        """Wait for the last save to be written, then release orbax's threads. Idempotent."""
+        if self._closed:
+            return
+        try:
+            self._settle()
+        finally:
+            self._closed = True
+            self._manager.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Checkpoints({str(self.directory)!r}, keep={self.keep}, keep_best={self.keep_best})"
+
+    def _settle(self) -> None:
+        """Wait for the save in flight (its old steps then sit in the trash) and empty the trash."""
+        self._manager.wait_until_finished()
+        self._empty_trash()
+
+    def _empty_trash(self) -> None:
+        # Only called when no save is finalizing, since the finalizer moves steps in here.
+        trash = self.directory / _TRASH
+        if trash.is_dir():
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"{self!r} is closed; open a new Checkpoints on the directory")
+
+
+# -- pytree <-> saved arrays ---------------------------------------------------------------------
+
+
+def _as_step(step: Any) -> int:
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+        raise ValueError(f"step must be an int >= 0, got {step!r}")
+    return int(step)
+
+
+def _path_name(path: tuple) -> str:
+    """``params/layer_0/kernel`` for a pytree key path (dict keys, attributes, indices)."""
+    parts = []
+    for key in path:
+        if isinstance(key, jax.tree_util.DictKey):
+            parts.append(str(key.key))
+        elif isinstance(key, jax.tree_util.GetAttrKey):
+            parts.append(key.name)
+        elif isinstance(key, jax.tree_util.SequenceKey):
+            parts.append(str(key.idx))
+        elif isinstance(key, jax.tree_util.FlattenedIndexKey):
+            parts.append(str(key.key))
+        else:
+            parts.append(str(key))
+    return "/".join(parts) or "value"
+
+
+def _is_key(dtype: Any) -> bool:
+    return jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _describe(shape, dtype) -> str:
+    return f"{dtype}[{', '.join(str(int(d)) for d in shape)}]"
+
+
+def _insert(nested: dict, name: str, leaf: Any) -> None:
+    *parents, last = name.split("/")
+    node = nested
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"two leaves of the state map to the checkpoint name {name!r}; "
+                             "rename a key so that no path is a prefix of another")
+    if last in node:
+        raise ValueError(f"two leaves of the state map to the checkpoint name {name!r} (keys "
+                         "that print alike, such as 0 and '0'); rename one")
+    node[last] = leaf
+
+
+def _lookup(nested: Mapping, name: str) -> Any:
+    for part in name.split("/"):
+        nested = nested[part]
+    return nested
+
+
+def _to_saved(state: PyTree) -> tuple[dict, dict]:
+    """The nested dict of arrays that orbax saves, and the layout (dtype, shape by path)."""
+    arrays, layout = {}, {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        name = _path_name(path)
+        if isinstance(leaf, jax.Array):
+            if leaf.is_deleted():
+                raise ValueError(f"state leaf {name} was donated (deleted) before the save; save "
+                                 "the state that the donating step returned, not its input")
+        elif isinstance(leaf, (np.ndarray, np.generic, int, float, complex)):
+            leaf = jnp.asarray(leaf)  # the dtype jax.eval_shape gives it
+        else:
+            raise ValueError(f"state leaf {name} is a {type(leaf).__name__}; checkpoints save "
+                             "arrays only (put JSON values in `extra`)")
+        entry = {"dtype": str(leaf.dtype), "shape": list(leaf.shape)}
+        if _is_key(leaf.dtype):
+            entry["key_impl"] = str(jax.random.key_impl(leaf))
+            leaf = jax.random.key_data(leaf)
+        _insert(arrays, name, leaf)
+        layout[name] = entry
+    if not layout:
+        raise ValueError("the state to save has no arrays")
+    return arrays, {"format": _LAYOUT_FORMAT, "arrays": layout}
+
+
+def _abstract(leaf: Any) -> tuple[tuple[int, ...], np.dtype, Any]:
+    """(shape, dtype, sharding or None) of a target leaf: ShapeDtypeStruct, array or scalar."""
+    if isinstance(leaf, (jax.ShapeDtypeStruct, jax.Array)):
+        return tuple(leaf.shape), leaf.dtype, leaf.sharding
+    if isinstance(leaf, (np.ndarray, np.generic, int, float, complex)):
+        return np.shape(leaf), jnp.result_type(leaf), None  # the dtype jnp.asarray gives
+    raise ValueError(f"restore target leaf is a {type(leaf).__name__}; pass jax.eval_shape of "
+                     "the state (ShapeDtypeStructs) or arrays")
+
+
+def _default_sharding() -> jax.sharding.Sharding:
+    """Where ``jnp.asarray`` puts new arrays: ``jax_default_device``, else the first device."""
+    device = getattr(jax.config, "jax_default_device", None)
+    if isinstance(device, str):
+        device = jax.devices(device)[0]
+    return jax.sharding.SingleDeviceSharding(device if isinstance(device, jax.Device)
+                                             else jax.devices()[0])
+
+
+def _json_copy(value: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A deep copy through JSON (so later changes by the caller cannot reach the file)."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be a dict of JSON values, got {type(value).__name__}")
+
+    def scalar(x):
+        if isinstance(x, (np.generic, np.ndarray, jax.Array)) and np.size(x) == 1:
+            return np.asarray(x).item()
+        raise TypeError(f"{type(x).__name__} is not JSON serializable")
+
+    try:
+        return json.loads(json.dumps(value, default=scalar))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a dict of JSON values: {error}") from None

@@ -1,0 +1,350 @@
+"""Checkpoints: bit-exact round trips (optax state, typed PRNG key, LSTMState carry), retention of
+the last K plus the best, restoring a given step or the best, clear errors, saves that survive
+donation, quiet logs, and SIGKILL in a subprocess between and during saves."""
+
+import logging
+import os
+import pathlib
+import random
+import re
+import runpy
+import signal
+import subprocess
+import sys
+import time
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from lstmjax import LSTMState
+from lstmjax.checkpoint import Checkpoints
+
+
+@flax.struct.dataclass
+class _TrainState:
+    """Like train.TrainState: a dataclass pytree."""
+
+    params: dict
+    opt_state: tuple
+    step: jax.Array
+    rng: jax.Array
+
+
+def _state(step: int, rng: np.random.Generator | None = None, *, hidden: int = 5):
+    """A training state like train.py's: params, adam state after one update, step, key, carry."""
+    rng = rng or np.random.default_rng(step)
+    params = {"layer_0": {"kernel": jnp.asarray(rng.normal(size=(4, 4 * hidden)), jnp.float32),
+                          "bias": jnp.asarray(rng.normal(size=(4 * hidden,)), jnp.float32)},
+              "head": {"kernel": jnp.asarray(rng.normal(size=(hidden, 7)), jnp.float32)}}
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
+    grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes Python floats and int32 counts
+        opt_state = optimizer.update(grads, optimizer.init(params), params)[1]
+    carry = (LSTMState(c=jnp.asarray(rng.normal(size=(2, hidden)), jnp.float32),
+                       h=jnp.asarray(rng.normal(size=(2, hidden)), jnp.float32)),)
+    train_state = _TrainState(params=params, opt_state=opt_state, step=jnp.int32(step),
+                              rng=jax.random.fold_in(jax.random.key(17), step))
+    return {"state": train_state, "carry": carry}
+
+
+def _bits(leaf) -> np.ndarray:
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)
+    array = np.asarray(leaf)
+    return array.view(f"u{array.dtype.itemsize}") if array.dtype.kind == "f" else array
+
+
+def _assert_identical(actual, expected):
+    """Same structure, dtypes, shapes and bits; the restored leaves are jax.Arrays."""
+    assert jax.tree.structure(actual) == jax.tree.structure(expected)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(actual), jax.tree.leaves(expected)):
+        where = jax.tree_util.keystr(path)
+        assert isinstance(a, jax.Array), where
+        assert (a.dtype, a.shape) == (b.dtype, b.shape), where
+        np.testing.assert_array_equal(_bits(a), _bits(b), err_msg=where)
+
+
+def _entries(directory: pathlib.Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_round_trip_is_bit_exact(tmp_path, rng):
+    state = _state(3, rng)
+    params = state["state"].params
+    params["head"]["kernel"] = params["head"]["kernel"].at[0, :3].set(
+        jnp.array([jnp.nan, -0.0, 1e-42], jnp.float32))  # NaN, negative zero and a subnormal
+    extra = {"position": {"epoch": 1, "window": 37}, "valid_loss": 4.25, "note": None}
+    target = jax.eval_shape(lambda: state)
+    with Checkpoints(tmp_path / "ckpt") as checkpoints:
+        assert checkpoints.save(3, state, extra, metric=4.25)
+        restored, restored_extra = checkpoints.restore(target)  # waits for the async write
+    _assert_identical(restored, state)
+    assert restored_extra == extra
+    assert isinstance(restored["carry"][0], LSTMState)
+    assert jax.random.key_impl(restored["state"].rng) == jax.random.key_impl(state["state"].rng)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    assert all(leaf.sharding == device for leaf in jax.tree.leaves(restored))
+
+    with Checkpoints(tmp_path / "ckpt") as checkpoints:  # a fresh manager, concrete-array target
+        again, _ = checkpoints.restore(_state(0))
+    _assert_identical(again, state)
+    # The key and the data drawn from it continue exactly.
+    np.testing.assert_array_equal(jax.random.normal(again["state"].rng, (4,)),
+                                  jax.random.normal(state["state"].rng, (4,)))
+
+
+def test_save_is_safe_to_donate_after(tmp_path):
+    """save() returns after the device-to-host copy, so the training step may donate at once.
+
+    (On CPU that host copy can be a view of the device buffer; JAX then copies instead of donating
+    until the write is done. On GPU the donated buffers are reused at once.)"""
+    state = _state(5)
+    train_step = jax.jit(lambda tree: jax.tree.map(lambda a: a + 1, tree), donate_argnums=0)
+    with Checkpoints(tmp_path) as checkpoints:
+        checkpoints.save(5, state, {})
+        arrays = {"train": state["state"].replace(rng=None), "carry": state["carry"]}
+        updated = train_step(arrays)  # while the files are being written
+        restored, _ = checkpoints.restore(jax.eval_shape(lambda: _state(0)))
+    _assert_identical(restored, _state(5))
+    assert int(updated["train"].step) == 6
+
+
+def test_saving_donated_arrays_raises(tmp_path):
+    donated = jnp.ones(3)
+    jax.jit(lambda a: a + 1, donate_argnums=0)(donated)
+    assert donated.is_deleted()
+    with Checkpoints(tmp_path) as checkpoints, pytest.raises(ValueError, match="state leaf w was "
+                                                                   "donated"):
+        checkpoints.save(1, {"w": donated}, {})
+
+
+@pytest.mark.parametrize("keep_best", [True, False])
+def test_keeps_last_k_plus_best(tmp_path, keep_best):
+    metrics = {10: 5.0, 20: 1.0, 30: 4.0, 40: 3.0, 50: 0.5, 60: None, 70: float("nan"), 80: 2.0}
+    # keep=2: the two newest, plus the lowest metric so far (NaN and None never count as best).
+    best = {10: 10, 20: 20, 30: 20, 40: 20, 50: 50, 60: 50, 70: 50, 80: 50}
+    small = {"w": jnp.arange(3.0)}
+    with Checkpoints(tmp_path, keep=2, keep_best=keep_best) as checkpoints:
+        for step, metric in metrics.items():
+            assert checkpoints.save(step, small, {"step": step}, metric=metric)
+            checkpoints.wait_until_finished()
+            newest = [s for s in metrics if s <= step][-2:]
+            expected = sorted({best[step], *newest}) if keep_best else newest
+            assert checkpoints.all_steps() == expected, step
+            assert _entries(tmp_path) == sorted(map(str, expected)), step
+            ranked = [s for s in expected if metrics[s] is not None and not np.isnan(metrics[s])]
+            assert checkpoints.best_step() == min(ranked, key=metrics.get, default=None), step
+    with Checkpoints(tmp_path, keep=2, keep_best=keep_best) as reopened:  # metrics read from disk
+        assert reopened.all_steps() == (sorted({50, 70, 80}) if keep_best else [70, 80])
+        assert reopened.best_step() == (50 if keep_best else 80)
+        assert reopened.metric(80) == 2.0 and reopened.metric(70) is None
+        reopened.save(90, small, {}, metric=0.75)
+        reopened.save(100, small, {}, metric=9.0)
+        reopened.wait_until_finished()
+        assert reopened.all_steps() == ([50, 90, 100] if keep_best else [90, 100])
+
+
+def test_restore_given_step_best_and_latest(tmp_path):
+    target = jax.eval_shape(lambda: _state(0))
+    with Checkpoints(tmp_path, keep=5) as checkpoints:
+        for step, metric in [(1, 3.0), (2, 1.5), (3, 2.0)]:
+            checkpoints.save(step, _state(step), {"step": step}, metric=metric)
+        for step, expected in [(1, 1), (3, 3), ("best", 2), ("latest", 3), (None, 3)]:
+            restored, extra = checkpoints.restore(target, step=step)
+            assert extra == {"step": expected}
+            _assert_identical(restored, _state(expected))
+
+
+def test_save_every_and_force(tmp_path):
+    small = {"w": jnp.ones(2)}
+    with Checkpoints(tmp_path, save_every=10) as checkpoints:
+        assert not checkpoints.save(5, small, {})
+        assert checkpoints.save(10, small, {})
+        assert checkpoints.save(15, small, {}, force=True)  # e.g. the last step of training
+        assert not checkpoints.save(15, small, {}, force=True)  # already saved
+        with pytest.raises(ValueError, match="step 12 .* older than the latest checkpoint, step 15"):
+            checkpoints.save(12, small, {}, force=True)
+        assert checkpoints.all_steps() == [10, 15]
+
+
+def test_missing_or_empty_directory_raises(tmp_path):
+    missing = tmp_path / "nowhere"
+    with Checkpoints(missing) as checkpoints:
+        assert checkpoints.latest_step() is None and checkpoints.best_step() is None
+        with pytest.raises(FileNotFoundError, match=f"{re.escape(str(missing))}.*does not exist.*start fresh"):
+            checkpoints.restore({"w": jax.ShapeDtypeStruct((2,), jnp.float32)})
+    assert not missing.exists()  # opening does not create it; the first save does
+    with Checkpoints(tmp_path) as checkpoints:
+        with pytest.raises(FileNotFoundError, match="is empty"):
+            checkpoints.restore({"w": jax.ShapeDtypeStruct((2,), jnp.float32)})
+        checkpoints.save(4, {"w": jnp.ones(2)}, {})
+        with pytest.raises(FileNotFoundError, match=r"step 5 .* holds steps \[4\]"):
+            checkpoints.restore({"w": jax.ShapeDtypeStruct((2,), jnp.float32)}, step=5)
+        with pytest.raises(ValueError, match="no checkpoint .* has a finite metric"):
+            checkpoints.restore({"w": jax.ShapeDtypeStruct((2,), jnp.float32)}, step="best")
+
+
+def test_mismatched_target_raises(tmp_path):
+    with Checkpoints(tmp_path) as checkpoints:
+        checkpoints.save(20, _state(20), {})
+        wider = jax.eval_shape(lambda: _state(0, hidden=10))
+        with pytest.raises(ValueError, match=r"checkpoint at step 20 .* has "
+                           r"state/params/layer_0/kernel float32\[4, 20\], the target makes "
+                           r"float32\[4, 40\].*config\.json"):
+            checkpoints.restore(wider)
+        target = jax.eval_shape(lambda: _state(0))
+        target["state"] = target["state"].replace(step=jax.ShapeDtypeStruct((), jnp.float32))
+        with pytest.raises(ValueError, match=r"state/step int32\[\], the target makes float32\[\]"):
+            checkpoints.restore(target)
+        target = jax.eval_shape(lambda: _state(0))
+        target["state"] = target["state"].replace(rng=None)
+        target["extra_param"] = jax.ShapeDtypeStruct((3,), jnp.float32)
+        with pytest.raises(ValueError, match=r"no extra_param .*state/rng key<fry>\[\], which "
+                           "the target lacks"):
+            checkpoints.restore(target)
+
+
+def test_bad_arguments_raise(tmp_path):
+    with pytest.raises(ValueError, match="keep must be a positive int"):
+        Checkpoints(tmp_path, keep=0)
+    with Checkpoints(tmp_path) as checkpoints:
+        with pytest.raises(ValueError, match="extra must be a dict of JSON values"):
+            checkpoints.save(1, {"w": jnp.ones(2)}, {"bad": object()})
+        with pytest.raises(ValueError, match="state leaf w is a str"):
+            checkpoints.save(1, {"w": "text"}, {})
+        with pytest.raises(ValueError, match="step must be an int >= 0"):
+            checkpoints.save(-1, {"w": jnp.ones(2)}, {})
+    with pytest.raises(ValueError, match="is closed"):
+        checkpoints.save(1, {"w": jnp.ones(2)}, {})
+
+
+def test_orbax_info_logs_are_dropped(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="absl")
+    with Checkpoints(tmp_path) as checkpoints:
+        checkpoints.save(1, {"w": jnp.ones(2)}, {}, metric=1.0)
+        checkpoints.restore({"w": jax.ShapeDtypeStruct((2,), jnp.float32)})
+    assert not [r for r in caplog.records if "orbax" in r.pathname and r.levelno < logging.WARNING]
+
+
+# ------------------------------------------------------------------------------------------------
+# SIGKILL: a child process saves in a loop; it is killed between saves or while one is written.
+# ------------------------------------------------------------------------------------------------
+
+CHILD = '''
+import os, sys, time
+import jax, jax.numpy as jnp, numpy as np
+
+
+def make_state(step):
+    """A few MB that are a deterministic function of the step, so a save takes a while."""
+    bits = np.random.default_rng(step).integers(0, 2**32, (768, 1024), dtype=np.uint32)
+    return {"big": jnp.asarray(bits[:512].view(np.float32)), "also": jnp.asarray(bits[512:]),
+            "rng": jax.random.key(step), "step": jnp.int32(step)}
+
+
+if __name__ == "__main__":
+    from lstmjax.checkpoint import Checkpoints
+    directory, mode = sys.argv[1], sys.argv[2]
+    progress = open(os.path.join(os.path.dirname(directory), "progress"), "a", buffering=1)
+    checkpoints = Checkpoints(directory, keep=2)
+    step = checkpoints.latest_step() or 0
+    while True:
+        step += 1
+        checkpoints.save(step, make_state(step), {"step": step}, metric=float(step % 3))
+        progress.write(f"saved {step}\\n")  # step - 1 is complete once save(step) returns
+        if mode == "pause" and step % 4 == 0:
+            checkpoints.wait_until_finished()
+            progress.write(f"committed {step}\\n")
+            time.sleep(60)
+'''
+
+
+def _run_child(tmp_path: pathlib.Path, mode: str, kill_when) -> int:
+    """Start the child, SIGKILL it when ``kill_when(progress_lines)`` says so; return the last
+    step known complete (``committed N``, or ``saved N`` minus one)."""
+    script, directory, progress = tmp_path / "child.py", tmp_path / "ckpt", tmp_path / "progress"
+    script.write_text(CHILD)
+    with open(tmp_path / "child.log", "ab") as log:
+        child = subprocess.Popen([sys.executable, str(script), str(directory), mode],
+                                 stdout=log, stderr=log,  # on CPU: leave an accelerator to us
+                                 env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            lines = progress.read_text().split() if progress.exists() else []
+            if child.poll() is not None:
+                raise AssertionError(f"child exited: {(tmp_path / 'child.log').read_text()}")
+            if kill_when(lines, directory):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"child made no progress: {lines}")
+            time.sleep(0.001)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    lines = progress.read_text().split()
+    committed = [int(n) for word, n in zip(lines[::2], lines[1::2]) if word == "committed"]
+    saved = [int(n) for word, n in zip(lines[::2], lines[1::2]) if word == "saved"]
+    return max([*committed, max(saved, default=1) - 1])
+
+
+def _check_resumes(tmp_path: pathlib.Path, known_complete: int) -> int:
+    """The latest step restores exactly; a new manager keeps saving and retiring old steps."""
+    make_state = runpy.run_path(str(tmp_path / "child.py"))["make_state"]
+    target = jax.eval_shape(lambda: make_state(0))
+    with Checkpoints(tmp_path / "ckpt", keep=2) as checkpoints:
+        latest = checkpoints.latest_step()
+        assert latest is not None and latest >= known_complete
+        restored, extra = checkpoints.restore(target)
+        assert extra == {"step": latest}
+        _assert_identical(restored, make_state(latest))
+        best = checkpoints.best_step()
+        _assert_identical(checkpoints.restore(target, step=best)[0], make_state(best))
+        assert checkpoints.save(latest + 1, make_state(latest + 1), {"step": latest + 1}, metric=9.0)
+    with Checkpoints(tmp_path / "ckpt", keep=2) as checkpoints:
+        _assert_identical(checkpoints.restore(target)[0], make_state(latest + 1))
+        assert len(checkpoints.all_steps()) <= 3
+    leftovers = [name for name in _entries(tmp_path / "ckpt") if not name.isdigit()]
+    assert not leftovers, leftovers  # tmp dirs of killed saves and the deletion trash are gone
+    return latest
+
+
+def test_sigkill_between_saves_keeps_the_last_checkpoint(tmp_path):
+    committed = _run_child(tmp_path, "pause", lambda lines, _: "committed" in lines)
+    assert committed == 4
+    assert _check_resumes(tmp_path, committed) == 4
+
+
+def _kill_while_writing(saves: int, delay: float):
+    """A ``kill_when``: once ``saves`` saves returned, ``delay`` s after a temporary dir shows."""
+    seen_at = []
+
+    def kill_when(lines, directory):
+        if lines.count("saved") < saves or not directory.is_dir():
+            return False
+        if not seen_at and any(".orbax-checkpoint-tmp" in name for name in os.listdir(directory)):
+            seen_at.append(time.monotonic())
+        return bool(seen_at) and time.monotonic() >= seen_at[0] + delay
+
+    return kill_when
+
+
+def test_sigkill_during_saves_keeps_the_last_complete_checkpoint(tmp_path):
+    """Kill while a step is being written: the first time as soon as its temporary directory
+    appears, then at random delays up to 0.1 s (a write takes about that long, so some kills land
+    in finalizing or retiring old steps). Each time, resume from what is left and kill again."""
+    chooser = random.Random(0)
+    killed_mid_write = 0
+    for attempt in range(3):
+        delay = 0.0 if attempt == 0 else chooser.uniform(0.0, 0.1)
+        known_complete = _run_child(tmp_path, "loop", _kill_while_writing(chooser.randint(2, 5), delay))
+        killed_mid_write += any(".orbax-checkpoint-tmp" in name
+                                for name in os.listdir(tmp_path / "ckpt"))
+        _check_resumes(tmp_path, known_complete)
+        (tmp_path / "progress").unlink()
+    assert killed_mid_write >= 1
