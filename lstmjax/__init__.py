@@ -10,9 +10,17 @@ Layers of the library:
   engines  ``run``: the only loop over time ("scan" = lax.scan, "static" = Python unrolling).
   model    RNNLanguageModel: embedding or one-hot input, L cells with dropout between, dense head.
   convert  weights from TensorFlow 1 cells, the TF text8 tutorial and torch.nn.LSTM/GRU/RNN.
+  data     named corpora, vocabularies, truncated-BPTT windows.
+  train    TrainState, train_step, evaluate, and the train(config, workdir) loop;
+           checkpoint (orbax), sample (generation), presets, cli.
 
 Importing lstmjax does no work beyond importing jax and flax: no device queries, no file reads.
+The training names (``evaluate``, ``generate``, ``load_corpus``, ``Checkpoints``, ...) are
+imported on first use, so orbax and the data code load only when needed; the loop itself is
+``lstmjax.train.train(config, workdir)``.
 """
+
+import importlib
 
 from lstmjax.cells import (
     GRU,
@@ -25,11 +33,37 @@ from lstmjax.cells import (
     lstm_step,
     simple_rnn_step,
 )
-from lstmjax.config import ModelConfig
+from lstmjax.config import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
 from lstmjax.engines import ENGINES, bidirectional, run
 from lstmjax.model import RNNLanguageModel, make_cells, zero_carry
 
+_LAZY = {
+    "Checkpoints": "lstmjax.checkpoint",
+    "Corpus": "lstmjax.data",
+    "PRESETS": "lstmjax.presets",
+    "TrainState": "lstmjax.train",
+    "Vocab": "lstmjax.data",
+    "evaluate": "lstmjax.train",
+    "generate": "lstmjax.sample",
+    "load_corpus": "lstmjax.data",
+    "load_run": "lstmjax.rundir",
+    "make_optimizer": "lstmjax.optim",
+    "make_train_step": "lstmjax.train",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lstmjax' has no attribute {name!r}")
+
+
 __all__ = [
+    *_LAZY,
+    "Config",
+    "DataConfig",
+    "OptimConfig",
+    "TrainConfig",
     "ENGINES",
     "GRU",
     "LSTM",

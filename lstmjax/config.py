@@ -239,7 +239,7 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "Config":
+    def from_dict(cls, values: dict) -> Config:
         """The config from :meth:`to_dict`'s output; an unknown key raises a ValueError naming it."""
         parts = {}
         for field in dataclasses.fields(cls):

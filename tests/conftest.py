@@ -30,3 +30,11 @@ def rng(seed) -> np.random.Generator:
 def key(seed) -> jax.Array:
     """JAX key for parameters."""
     return jax.random.key(seed)
+
+
+@pytest.fixture
+def standard_promotion():
+    """Standard dtype promotion, for tests that run optax: its Adam bias correction (optax 0.2.8,
+    ``decay ** count``) mixes a Python float with an int32 step, which strict promotion rejects."""
+    with jax.numpy_dtype_promotion("standard"):
+        yield

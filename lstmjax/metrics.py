@@ -1,0 +1,34 @@
+"""Loss to perplexity and bits, and the run's metric log (one JSON object per line)."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from typing import Any
+
+
+def perplexity(loss: float) -> float:
+    """``exp(loss)`` for a mean cross-entropy in nats per token."""
+    return math.exp(loss) if loss < 700 else math.inf
+
+
+def bits_per_token(loss: float) -> float:
+    """The loss in bits per token (bits per character for a character model)."""
+    return loss / math.log(2.0)
+
+
+class MetricsLog:
+    """Appends records to ``<workdir>/metrics.jsonl``; ``read`` returns them all."""
+
+    def __init__(self, path: pathlib.Path):
+        self.path = pathlib.Path(path)
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
