@@ -10,6 +10,7 @@ import dataclasses
 from typing import Literal, get_args
 
 from lstmjax._checks import require_choice, require_positive_int
+from lstmjax.data.corpora import CorpusName
 from lstmjax.engines import ENGINES, Engine
 
 CellType = Literal["lstm", "gru", "rnn", "ln_lstm"]
@@ -110,7 +111,6 @@ class ModelConfig:
 
 
 
-CorpusName = Literal["default", "text8", "tinyshakespeare", "anna", "ptb", "ptb-char"]
 OptimizerName = Literal["adam", "adagrad", "sgd"]
 ScheduleName = Literal["constant", "exponential", "epoch_decay"]
 LossScale = Literal["mean", "sum_over_time"]
@@ -134,6 +134,11 @@ class DataConfig:
     cache_dir: str | None = None
     split: Literal["standard", "tutorial"] = "standard"
     unknown: Literal["error", "map"] = "error"
+
+    def __post_init__(self):
+        require_choice("corpus", self.corpus, get_args(CorpusName))
+        require_choice("split", self.split, ("standard", "tutorial"))
+        require_choice("unknown", self.unknown, ("error", "map"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +174,8 @@ class OptimConfig:
     adagrad_initial_accumulator: float = 0.1
 
     def __post_init__(self):
+        require_choice("optimizer", self.optimizer, get_args(OptimizerName))
+        require_choice("schedule", self.schedule, get_args(ScheduleName))
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
@@ -214,6 +221,7 @@ class TrainConfig:
     sample_length: int = 300
 
     def __post_init__(self):
+        require_choice("loss_scale", self.loss_scale, get_args(LossScale))
         for name in ("batch_size", "seq_len", "log_every", "eval_every", "keep_checkpoints",
                      "eval_batch_size", "eval_seq_len"):
             require_positive_int(name, getattr(self, name))

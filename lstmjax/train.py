@@ -27,7 +27,7 @@ import optax
 from lstmjax import metrics as metrics_lib
 from lstmjax.checkpoint import Checkpoints
 from lstmjax.config import Config
-from lstmjax.data import Position, Vocab, load_corpus, num_windows, stream
+from lstmjax.data import Position, Vocab, load_corpus, require_windows, stream
 from lstmjax.model import RNNLanguageModel, zero_carry
 from lstmjax.optim import make_optimizer
 from lstmjax.sample import generate
@@ -173,6 +173,8 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
     data = config.data
     corpus = load_corpus(data.corpus, data_dir=data.data_dir, cache_dir=data.cache_dir,
                          split=data.split, unknown=data.unknown)
+    steps_per_epoch = require_windows(len(corpus.train), config.train.batch_size,
+                                      config.train.seq_len)
     vocab_path = workdir / "vocab.json"
     if vocab_path.exists() and Vocab.from_json(vocab_path.read_text()) != corpus.vocab:
         raise ValueError(f"{vocab_path} differs from the vocabulary of corpus {data.corpus!r}; "
@@ -183,7 +185,6 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
     (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
 
     settings = config.train
-    steps_per_epoch = num_windows(len(corpus.train), settings.batch_size, settings.seq_len)
     limits = [settings.max_steps or math.inf, (settings.num_epochs or math.inf) * steps_per_epoch]
     total_steps = int(min(limits))
     model = RNNLanguageModel(config.model)
@@ -212,8 +213,9 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
                     f"the validation loss is {result['loss']} at step {step}; "
                     f"{_last_checkpoint(checkpoints, workdir)}. Lower --optim.learning-rate or set "
                     "--optim.max-grad-norm, then start a new --workdir")
-            checkpoints.save(step, {"state": state, "carry": carry},
-                             {"position": position.to_dict(), "valid_loss": result["loss"]},
+            extra = {"position": position.to_dict(), "valid_loss": result["loss"],
+                     "config": config.to_dict(), "vocab": json.loads(corpus.vocab.to_json())}
+            checkpoints.save(step, {"state": state, "carry": carry}, extra,
                              metric=result["loss"], force=force)
             return result
 

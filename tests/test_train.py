@@ -184,3 +184,10 @@ def test_resuming_with_another_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"another config \(model.hidden_size: 16 -> 32\)"):
         _quiet_train(other, tmp_path)
     assert pathlib.Path(tmp_path / "checkpoints").exists()
+
+
+def test_window_longer_than_the_corpus_stops_before_writing_anything(tmp_path):
+    with pytest.raises(ValueError, match=r"window longer than the corpus: batch_size=4 streams of "
+                                         r"seq_len=1000000 .* use a smaller batch_size or seq_len"):
+        _quiet_train(_tiny(seq_len=1_000_000), tmp_path)
+    assert not any(tmp_path.iterdir())

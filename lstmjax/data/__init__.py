@@ -11,7 +11,7 @@
 Importing this package reads no file and touches no network.
 """
 
-from lstmjax.data.batching import Position, num_windows, stream, windows
+from lstmjax.data.batching import Position, num_windows, require_windows, stream, windows
 from lstmjax.data.corpora import CORPORA, Corpus, load_corpus
 from lstmjax.data.vocab import EOS, Vocab
 
@@ -23,6 +23,7 @@ __all__ = [
     "Vocab",
     "load_corpus",
     "num_windows",
+    "require_windows",
     "stream",
     "windows",
 ]

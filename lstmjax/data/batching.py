@@ -71,18 +71,24 @@ def num_windows(num_tokens: int, batch_size: int, seq_len: int) -> int:
     return max(0, (num_tokens // batch_size - 1) // seq_len)
 
 
+def require_windows(num_tokens: int, batch_size: int, seq_len: int) -> int:
+    """:func:`num_windows`, or a ValueError naming the sizes when not one window fits."""
+    n = num_windows(num_tokens, batch_size, seq_len)
+    if n == 0:
+        raise ValueError(
+            f"window longer than the corpus: batch_size={batch_size} streams of seq_len={seq_len} "
+            f"(+1 target) need at least batch_size * (seq_len + 1) = {batch_size * (seq_len + 1)} "
+            f"tokens, the corpus has {num_tokens}; use a smaller batch_size or seq_len"
+        )
+    return n
+
+
 def _streams(ids: np.ndarray, batch_size: int, seq_len: int) -> tuple[np.ndarray, int]:
     """``(data[B, L], num_windows)``, data a view of ``ids``; errors for unusable arguments."""
     ids = np.asarray(ids)
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"ids must be a 1-D integer array, got {ids.dtype}{list(ids.shape)}")
-    n = num_windows(len(ids), batch_size, seq_len)
-    if n == 0:
-        raise ValueError(
-            f"window longer than the corpus: batch_size={batch_size} streams of seq_len={seq_len} "
-            f"(+1 target) need at least batch_size * (seq_len + 1) = {batch_size * (seq_len + 1)} "
-            f"tokens, the corpus has {len(ids)}; use a smaller batch_size or seq_len"
-        )
+    n = require_windows(len(ids), batch_size, seq_len)
     length = len(ids) // batch_size
     return ids[: batch_size * length].reshape(batch_size, length), n  # [B, L]
 

@@ -45,6 +45,7 @@ import itertools
 import os
 import sys
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -52,7 +53,8 @@ from lstmjax._checks import require_choice
 from lstmjax.data import sources
 from lstmjax.data.vocab import EOS, Vocab, split_words
 
-CORPORA: tuple[str, ...] = ("default", "text8", "tinyshakespeare", "anna", "ptb", "ptb-char")
+CorpusName = Literal["default", "text8", "tinyshakespeare", "anna", "ptb", "ptb-char"]
+CORPORA: tuple[str, ...] = get_args(CorpusName)
 SPLITS: tuple[str, ...] = ("standard", "tutorial")
 UNKNOWN: tuple[str, ...] = ("error", "map")
 TEXT8_ALPHABET = " abcdefghijklmnopqrstuvwxyz"  # id 0 = space, 1..26 = a..z
