@@ -44,7 +44,8 @@ class ModelConfig:
         LSTMs, the whole state for GRU and RNN; never c), one mask per sequence (Gal &
         Ghahramani 2016; Keras ``recurrent_dropout``, TF1 ``state_keep_prob``). 0 disables it.
       forget_bias: the LSTMs' forget-gate bias (TF: 1.0; the PTB recipe: 0.0).
-      use_peepholes, proj_size: LSTM options (see :class:`lstmjax.cells.LSTM`).
+      use_peepholes: LSTM peephole connections (see :class:`lstmjax.cells.LSTM`).
+      proj_size: LSTM output projection size P; None: no projection.
       reset_after: GRU option (see :class:`lstmjax.cells.GRU`).
       layer_norm_cell: LN-LSTM option (see :class:`lstmjax.cells.LayerNormLSTM`).
       init_scale: if set, every weight matrix (embedding, cell kernels, peepholes, projection,
@@ -52,7 +53,8 @@ class ModelConfig:
         cell biases keep their defaults. None: Glorot uniform matrices, zero head bias.
       engine: ``"scan"`` or ``"static"`` (see :mod:`lstmjax.engines`).
       unroll: steps per scan iteration.
-      param_dtype, dtype: parameter and compute dtypes.
+      param_dtype: dtype of the parameters.
+      dtype: compute dtype (activations and carries).
     """
 
     vocab_size: int | None = None
@@ -155,8 +157,13 @@ class OptimConfig:
         floored to whole periods with ``staircase`` (TF's ``exponential_decay``);
         ``"epoch_decay"``: the PTB recipe, ``lr * decay_rate ** max(epoch + 1 - decay_after_epoch,
         0)`` with ``epoch`` counted from 0 (TF's ``lr_decay ** max(i + 1 - max_epoch, 0)``).
-      decay_rate, decay_steps, staircase, decay_after_epoch: schedule parameters.
-      adam_b1, adam_b2, adam_eps: Adam's parameters (TF1 defaults 0.9, 0.999, 1e-8).
+      decay_rate: factor per decay period (``exponential``) or per epoch (``epoch_decay``).
+      decay_steps: steps per decay period of ``exponential``.
+      staircase: ``exponential`` decays in whole periods (True) or continuously.
+      decay_after_epoch: ``epoch_decay`` keeps the initial rate for this many epochs.
+      adam_b1: Adam's first-moment decay (TF1 default 0.9).
+      adam_b2: Adam's second-moment decay (TF1 default 0.999).
+      adam_eps: Adam's epsilon (TF1 default 1e-8).
       adagrad_initial_accumulator: Adagrad's initial accumulator value.
     """
 
@@ -203,7 +210,8 @@ class TrainConfig:
       log_every: steps between metric lines (one host sync each).
       eval_every: steps between validation passes and checkpoints (also at each epoch's end).
       keep_checkpoints: the last K checkpoints kept, besides the best by validation loss.
-      eval_batch_size, eval_seq_len: windowing of evaluation (the result does not depend on it).
+      eval_batch_size: streams of evaluation (with 1, the result does not depend on the window).
+      eval_seq_len: window of evaluation.
       sample_length: characters or words printed as a sample at the end of training.
     """
 
