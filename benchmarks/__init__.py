@@ -1,0 +1,1 @@
+"""lstmjax benchmarks: python -m benchmarks.<script>; see benchmarks/results/README.md."""

@@ -1,0 +1,167 @@
+"""Graph-build scaling: seconds to trace, lower and compile lstmjax's training step, against T.
+
+The training step (forward, backward, clip, Adam) of a 2-layer LSTM language model is built for
+each T with the ``static`` engine (a Python loop: the program holds T steps), ``scan`` (one step
+in a ``lax.scan``) and ``scan`` with ``unroll`` steps per iteration, and timed through JAX's
+ahead-of-time stages: ``jit(f).trace``, ``.lower()``, ``.compile()``. Each measurement runs in a
+fresh process with the persistent compilation cache off, so no cache hides compile time. The
+size of the lowered program (StableHLO ops) and of the compiled one (HLO instructions after
+XLA's passes) explains the times. Static is capped (``--static-cap``) where it becomes
+impractical; the output says so.
+
+    python -m benchmarks.compile_time                 # T in 10 .. 1000, writes results/<backend>/
+    python -m benchmarks.compile_time --quick         # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+
+from benchmarks import report
+
+SEQ_LENS = (10, 25, 50, 100, 200, 400, 1000)
+
+
+def measure(engine: str, unroll: int, seq_len: int, *, hidden: int, layers: int, vocab: int,
+            batch: int, precision: str) -> dict:
+    """Trace, lower and compile one training step in this process; seconds and program sizes."""
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", False)
+    jax.config.update("jax_default_matmul_precision", precision)
+    import jax.numpy as jnp
+
+    import lstmjax
+    from lstmjax.optim import make_optimizer
+    from lstmjax.train import init_state, make_train_step
+
+    config = lstmjax.ModelConfig(vocab_size=vocab, hidden_size=hidden, num_layers=layers,
+                                 forget_bias=0.0, engine=engine, unroll=unroll)
+    model = lstmjax.RNNLanguageModel(config)
+    optimizer, schedule = make_optimizer(
+        lstmjax.OptimConfig(optimizer="adam", learning_rate=1e-3, max_grad_norm=5.0), 1)
+    with jax.numpy_dtype_promotion("standard"):
+        state = init_state(model, optimizer, seed=0, batch_size=batch)
+        carry = lstmjax.zero_carry(config, batch)
+        tokens = jnp.zeros((batch, seq_len), jnp.int32)
+        train_step = make_train_step(model, optimizer, schedule, "mean")
+        start = time.perf_counter()
+        traced = train_step.trace(state, carry, tokens, tokens)
+        traced_at = time.perf_counter()
+        lowered = traced.lower()
+        lowered_at = time.perf_counter()
+        compiled = lowered.compile()
+        compiled_at = time.perf_counter()
+    return {
+        "engine": engine, "unroll": unroll, "seq_len": seq_len,
+        "trace_s": traced_at - start, "lower_s": lowered_at - traced_at,
+        "compile_s": compiled_at - lowered_at,
+        "stablehlo_ops": len(re.findall(r"\bstablehlo\.[a-z_]+", lowered.as_text())),
+        "hlo_instructions": len(re.findall(r"(?m)^\s+%?[\w.\-]+ = ", compiled.as_text())),
+    }
+
+
+def _measure_in_subprocess(args, engine: str, unroll: int, seq_len: int) -> dict:
+    command = [sys.executable, "-m", "benchmarks.compile_time", "--one", engine, str(unroll),
+               str(seq_len), "--hidden", str(args.hidden), "--layers", str(args.layers),
+               "--vocab", str(args.vocab), "--batch", str(args.batch), "--precision",
+               args.precision]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
+                              check=True, cwd=report.REPO_ROOT)
+    except subprocess.TimeoutExpired:
+        return {"engine": engine, "unroll": unroll, "seq_len": seq_len,
+                "skipped": f"did not finish in {args.timeout} s"}
+    except subprocess.CalledProcessError as error:
+        raise RuntimeError(f"measurement {engine} unroll={unroll} T={seq_len} failed:\n"
+                           f"{error.stderr[-3000:]}") from error
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny model, T in 2, 4: seconds")
+    parser.add_argument("--seq-lens", type=int, nargs="+", default=list(SEQ_LENS))
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--vocab", type=int, default=10000)
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--unroll", type=int, default=8,
+                        help="unroll of the third engine, scan with several steps per iteration "
+                        "(default 8, the fastest on an H100 in the issue's anchor numbers)")
+    parser.add_argument("--static-cap", type=int, default=100,
+                        help="largest T built with the static engine (default 100: on a 2-core "
+                        "CPU its compile takes minutes there and grows faster than linearly)")
+    parser.add_argument("--timeout", type=float, default=900,
+                        help="seconds one measurement may take before it is marked skipped")
+    parser.add_argument("--precision", default="highest", choices=["highest", "tensorfloat32"],
+                        help="JAX default matmul precision (highest: full float32)")
+    parser.add_argument("--out", default=None, help="JSON path (default results/<backend>/)")
+    parser.add_argument("--one", nargs=3, metavar=("ENGINE", "UNROLL", "T"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seq_lens = [2, 4] if args.seq_lens == list(SEQ_LENS) else args.seq_lens
+        args.hidden, args.layers, args.vocab, args.batch, args.unroll = 4, 1, 10, 2, 2
+    if args.one:
+        engine, unroll, seq_len = args.one[0], int(args.one[1]), int(args.one[2])
+        print(json.dumps(measure(engine, unroll, seq_len, hidden=args.hidden, layers=args.layers,
+                                 vocab=args.vocab, batch=args.batch, precision=args.precision)))
+        return {}
+
+    import jax
+
+    jax.config.update("jax_default_matmul_precision", args.precision)
+    rows = []
+    for seq_len in args.seq_lens:
+        for engine, unroll in (("static", 1), ("scan", 1), ("scan", args.unroll)):
+            if engine == "static" and seq_len > args.static_cap:
+                rows.append({"engine": engine, "unroll": unroll, "seq_len": seq_len,
+                             "skipped": f"static capped at T={args.static_cap}"})
+            else:
+                rows.append(_measure_in_subprocess(args, engine, unroll, seq_len))
+            print(_describe(rows[-1]), flush=True)
+    record = {"benchmark": "compile_time", "environment": report.environment(),
+              "model": {"hidden": args.hidden, "layers": args.layers, "vocab": args.vocab,
+                        "batch": args.batch}, "static_cap": args.static_cap, "rows": rows}
+    out = args.out or f"benchmarks/results/{jax.default_backend()}/compile_time{'_quick' if args.quick else ''}.json"
+    report.write_json(out, record)
+    print()
+    print(table(record))
+    print(f"\nwrote {out}")
+    return record
+
+
+def _name(row: dict) -> str:
+    return row["engine"] if row["unroll"] == 1 else f"{row['engine']} unroll={row['unroll']}"
+
+
+def _describe(row: dict) -> str:
+    if "skipped" in row:
+        return f"T={row['seq_len']:5d} {_name(row):16s} skipped: {row['skipped']}"
+    return (f"T={row['seq_len']:5d} {_name(row):16s} trace {row['trace_s']:7.2f} s  lower "
+            f"{row['lower_s']:6.2f} s  compile {row['compile_s']:7.2f} s  "
+            f"{row['stablehlo_ops']} StableHLO ops")
+
+
+def table(record: dict) -> str:
+    """The Markdown table of a compile-time record."""
+    rows = []
+    for row in record["rows"]:
+        if "skipped" in row:
+            rows.append([row["seq_len"], _name(row), None, None, None, None, None, row["skipped"]])
+        else:
+            total = row["trace_s"] + row["lower_s"] + row["compile_s"]
+            rows.append([row["seq_len"], _name(row), row["trace_s"], row["lower_s"],
+                         row["compile_s"], total, row["stablehlo_ops"], row["hlo_instructions"]])
+    return report.markdown_table(
+        ["T", "engine", "trace s", "lower s", "compile s", "total s", "StableHLO ops",
+         "HLO instructions / note"], rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""What every benchmark shares: the runner contract, timing, the environment record, JSON and tables.
+
+A *runner* is one implementation of one training step (lstmjax's engines or a peer library) on
+one shape. Benchmarks time ``runner.step()``, which returns only once the device has finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import pathlib
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]  # where ``python -m benchmarks.x`` runs
+
+
+class Unavailable(Exception):  # noqa: N818 (a state, not an error: the row says why)
+    """This runner cannot run here (library missing, needs a GPU, ...); ``str()`` says why."""
+
+
+@dataclasses.dataclass
+class Runner:
+    """One training step of one implementation, ready to call.
+
+    Attributes:
+      name: the row label, e.g. ``"lstmjax scan"`` or ``"torch nn.LSTM"``.
+      step: runs one step (forward, backward, clip, Adam) on a fixed batch and blocks until the
+        device is done.
+      notes: how it ran, e.g. ``"cuDNN"``, ``"oneDNN"``, ``"unroll=8"``.
+    """
+
+    name: str
+    step: Callable[[], None]
+    notes: str = ""
+
+
+def time_steps(step: Callable[[], None], *, warmup: int, steps: int) -> dict[str, Any]:
+    """Seconds of the first call (compile included), then ``steps`` timed calls after ``warmup``."""
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return {"first_call_s": first, "step_times_s": times, "median_step_s": statistics.median(times)}
+
+
+def peak_memory_bytes() -> dict[str, int | None]:
+    """Peak device memory of this process (JAX's allocator or torch's, when on a GPU) and peak
+    host RSS. Run one measurement per process for a clean peak."""
+    device_peak = None
+    if "jax" in sys.modules:
+        import jax
+
+        stats = jax.devices()[0].memory_stats() or {}
+        device_peak = stats.get("peak_bytes_in_use")
+    if device_peak is None and "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            device_peak = torch.cuda.max_memory_allocated()
+    host_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"device_peak_bytes": device_peak, "host_peak_bytes": host_kib * 1024}
+
+
+def environment() -> dict[str, Any]:
+    """Device, backend and library versions, for the JSON record."""
+    import jax
+
+    device = jax.devices()[0]
+    versions = {}
+    for package in ("jax", "jaxlib", "flax", "optax", "torch", "keras", "tensorflow", "numpy"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "backend": jax.default_backend(),
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+        "versions": versions,
+        "matmul_precision": str(jax.config.jax_default_matmul_precision),
+    }
+
+
+def write_json(path: str | pathlib.Path, record: dict[str, Any]) -> pathlib.Path:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return path
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table; floats get 3 significant digits, None prints as a dash."""
+
+    def cell(value):
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.3g}"
+        return str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,154 @@
+"""Training throughput: tokens per second, step time and peak memory on the recipe shapes.
+
+Rows: lstmjax's engines (``scan``, ``scan`` with ``--unroll`` steps per iteration, ``static``)
+and the tools a user would pick instead (:mod:`benchmarks.peers`: flax ``nn.RNN``,
+``jax.experimental.rnn`` on cuDNN, ``torch.nn.LSTM``, Keras 3, TensorFlow), all training the same
+model: embedding, LSTM stack, dense, softmax cross-entropy, clip + Adam. A peer that cannot run
+here (missing library, needs a GPU) gets a row that says why. Each measurement runs in a fresh
+process: the first call (compile included) is timed apart, then the median of ``--steps`` steps
+after ``--warmup``, each ending with the device synchronized. Matmuls run in full float32 by
+default (``--precision``; TF32 changes speed and results alike).
+
+    python -m benchmarks.throughput                  # every shape and runner, results/<backend>/
+    python -m benchmarks.throughput --quick          # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+from benchmarks import report
+from benchmarks.shapes import QUICK_SHAPES, SHAPES
+
+STATIC_CAP = 200  # longest window unrolled statically (lstmjax and TF): its build grows with T
+
+
+def runner_names(unroll: int) -> list[str]:
+    from benchmarks.peers import PEERS
+
+    return ["lstmjax scan", f"lstmjax scan unroll={unroll}", "lstmjax static", *PEERS]
+
+
+def make_runner(name: str, shape, *, unroll: int, precision: str) -> report.Runner:
+    from benchmarks.peers import PEERS, lstmjax_runner
+
+    if "static" in name and shape.seq_len > STATIC_CAP:
+        raise report.Unavailable(f"static unrolling capped at T={STATIC_CAP}")
+    if name.startswith("lstmjax "):
+        engine = "static" if name.endswith("static") else "scan"
+        return lstmjax_runner(shape, engine=engine, unroll=unroll if "unroll" in name else 1,
+                              precision=precision)
+    return PEERS[name](shape, precision=precision)
+
+
+def measure(shape_name: str, runner_name: str, *, unroll: int, precision: str, warmup: int,
+            steps: int) -> dict:
+    """One runner on one shape, in this process."""
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", False)
+    jax.config.update("jax_default_matmul_precision",
+                      "highest" if precision == "float32" else "tensorfloat32")
+    shape = {**SHAPES, **QUICK_SHAPES}[shape_name]
+    row = {"shape": shape_name, "runner": runner_name}
+    try:
+        runner = make_runner(runner_name, shape, unroll=unroll, precision=precision)
+    except report.Unavailable as why:
+        return {**row, "unavailable": str(why)}
+    with jax.numpy_dtype_promotion("standard"):
+        timing = report.time_steps(runner.step, warmup=warmup, steps=steps)
+    return {**row, "notes": runner.notes, **timing, **report.peak_memory_bytes(),
+            "tokens_per_s": shape.tokens_per_step / timing["median_step_s"]}
+
+
+def _measure_in_subprocess(args, shape_name: str, runner_name: str) -> dict:
+    command = [sys.executable, "-m", "benchmarks.throughput", "--one", shape_name, runner_name,
+               "--unroll", str(args.unroll), "--precision", args.precision, "--warmup",
+               str(args.warmup), "--steps", str(args.steps)]
+    row = {"shape": shape_name, "runner": runner_name}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
+                              check=True, cwd=report.REPO_ROOT)
+    except subprocess.TimeoutExpired:
+        return {**row, "unavailable": f"did not finish in {args.timeout} s"}
+    except subprocess.CalledProcessError as error:
+        return {**row, "failed": error.stderr.strip().splitlines()[-1] if error.stderr else "?"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, few steps: seconds")
+    parser.add_argument("--shapes", nargs="+", default=None, help=f"subset of {list(SHAPES)}")
+    parser.add_argument("--runners", nargs="+", default=None, help="subset of the row names")
+    parser.add_argument("--unroll", type=int, default=8, help="unroll of the unrolled scan row")
+    parser.add_argument("--precision", default="float32", choices=["float32", "tf32"])
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps (the median is kept)")
+    parser.add_argument("--timeout", type=float, default=1200)
+    parser.add_argument("--out", default=None, help="JSON path (default results/<backend>/)")
+    parser.add_argument("--one", nargs=2, metavar=("SHAPE", "RUNNER"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure(*args.one, unroll=args.unroll, precision=args.precision,
+                                 warmup=args.warmup, steps=args.steps)))
+        return {}
+    if args.quick:
+        args.warmup, args.steps, args.unroll = 1, 2, 2
+    shapes = args.shapes or list(QUICK_SHAPES if args.quick else SHAPES)
+    runners = args.runners or runner_names(args.unroll)
+
+    import jax
+
+    rows = []
+    for shape_name in shapes:
+        for runner_name in runners:
+            rows.append(_measure_in_subprocess(args, shape_name, runner_name))
+            print(_describe(rows[-1]), flush=True)
+    record = {"benchmark": "throughput", "environment": report.environment(),
+              "precision": args.precision, "warmup": args.warmup, "steps": args.steps,
+              "static_cap": STATIC_CAP,
+              "shapes": {name: vars({**SHAPES, **QUICK_SHAPES}[name]) for name in shapes},
+              "rows": rows}
+    out = args.out or f"benchmarks/results/{jax.default_backend()}/throughput{'_quick' if args.quick else ''}.json"
+    report.write_json(out, record)
+    print()
+    print(table(record))
+    print(f"\nwrote {out}")
+    return record
+
+
+def _describe(row: dict) -> str:
+    head = f"{row['shape']:12s} {row['runner']:24s}"
+    if "tokens_per_s" not in row:
+        return f"{head} {row.get('unavailable') or 'failed: ' + row.get('failed', '?')}"
+    return (f"{head} {row['tokens_per_s']:12,.0f} tokens/s  step {row['median_step_s'] * 1e3:8.2f} ms"
+            f"  first call {row['first_call_s']:6.1f} s")
+
+
+def table(record: dict) -> str:
+    """Markdown: one row per (shape, runner): tokens/s, step ms, first call s, peak memory MiB."""
+    scan = {row["shape"]: row["tokens_per_s"] for row in record["rows"]
+            if row["runner"] == "lstmjax scan" and "tokens_per_s" in row}
+    rows = []
+    for row in record["rows"]:
+        if "tokens_per_s" not in row:
+            why = row.get("unavailable") or f"failed: {row.get('failed')}"
+            rows.append([row["shape"], row["runner"], None, None, None, None, None, why])
+            continue
+        memory = row["device_peak_bytes"] or row["host_peak_bytes"]
+        kind = "device" if row["device_peak_bytes"] else "host RSS"
+        ratio = row["tokens_per_s"] / scan[row["shape"]] if row["shape"] in scan else None
+        rows.append([row["shape"], row["runner"], round(row["tokens_per_s"]), ratio,
+                     row["median_step_s"] * 1e3, row["first_call_s"],
+                     f"{memory / 2**20:.0f} ({kind})", row["notes"]])
+    return report.markdown_table(
+        ["shape", "runner", "tokens/s", "x lstmjax scan", "step ms", "first call s", "peak MiB",
+         "notes"], rows)
+
+
+if __name__ == "__main__":
+    main()
