@@ -128,11 +128,9 @@ def main(argv: list[str] | None = None) -> dict:
     record = {"benchmark": "compile_time", "environment": report.environment(),
               "model": {"hidden": args.hidden, "layers": args.layers, "vocab": args.vocab,
                         "batch": args.batch}, "static_cap": args.static_cap, "rows": rows}
-    out = args.out or f"benchmarks/results/{jax.default_backend()}/compile_time{'_quick' if args.quick else ''}.json"
-    report.write_json(out, record)
-    print()
-    print(table(record))
-    print(f"\nwrote {out}")
+    suffix = "_quick" if args.quick else ""
+    out = args.out or f"benchmarks/results/{jax.default_backend()}/compile_time{suffix}.json"
+    report.finish(record, out, table(record))
     return record
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import os
 import sys
 import warnings
@@ -361,18 +362,22 @@ def _set_torch_tf32(torch, allow: bool) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def _import_or_unavailable(module: str, missing: str):
+    """``import module``, or Unavailable: ``missing`` if it is not installed, else the error."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        raise Unavailable(missing) from error
+    except Exception as error:
+        raise Unavailable(f"{module} failed to import ({type(error).__name__}: {error})") from error
+
+
 def _import_keras():
     """Keras 3 on the JAX backend, or Unavailable saying why not."""
     keras = sys.modules.get("keras")
     if keras is None:
         os.environ["KERAS_BACKEND"] = "jax"  # read once, when keras is first imported
-        try:
-            import keras
-        except ModuleNotFoundError as error:
-            raise Unavailable("keras is not installed (pip install keras)") from error
-        except Exception as error:
-            why = f"{type(error).__name__}: {error}"
-            raise Unavailable(f"keras failed to import ({why})") from error
+        keras = _import_or_unavailable("keras", "keras is not installed (pip install keras)")
     version = getattr(keras, "__version__", "0")
     if int(version.split(".")[0]) < 3:
         raise Unavailable(f"needs Keras 3 (found keras {version})")
@@ -463,13 +468,7 @@ def _import_tensorflow():
     # a Keras-backed module (here tf.compat.v1.nn.rnn_cell) is first used, so it works even after
     # `import tensorflow` (Keras 3 imports it); it also keeps TF from importing Keras 3 itself.
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    try:
-        import tensorflow as tf
-    except ModuleNotFoundError as error:
-        raise Unavailable("tensorflow is not installed") from error
-    except Exception as error:
-        why = f"{type(error).__name__}: {error}"
-        raise Unavailable(f"tensorflow failed to import ({why})") from error
+    tf = _import_or_unavailable("tensorflow", "tensorflow is not installed")
     try:
         tf.compat.v1.nn.rnn_cell.BasicLSTMCell  # noqa: B018 (a lazy attribute: is it there?)
     except (AttributeError, ImportError) as error:

@@ -13,7 +13,7 @@ import pathlib
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 (after choosing the file backend)
+import matplotlib.pyplot as plt
 
 
 def plot_compile_time(record: dict, path: pathlib.Path) -> None:

@@ -18,11 +18,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]  # where ``python -m benchmarks.x`` runs
 
 
-class Unavailable(Exception):  # noqa: N818 (a state, not an error: the row says why)
+class Unavailable(Exception):
     """This runner cannot run here (library missing, needs a GPU, ...); ``str()`` says why."""
 
 
@@ -118,3 +117,11 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def finish(record: dict[str, Any], out: str | pathlib.Path, table: str) -> None:
+    """Write ``record`` to ``out`` as JSON and print the Markdown ``table``."""
+    write_json(out, record)
+    print()
+    print(table)
+    print(f"\nwrote {out}")

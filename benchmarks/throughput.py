@@ -113,11 +113,9 @@ def main(argv: list[str] | None = None) -> dict:
               "static_cap": STATIC_CAP,
               "shapes": {name: vars({**SHAPES, **QUICK_SHAPES}[name]) for name in shapes},
               "rows": rows}
-    out = args.out or f"benchmarks/results/{jax.default_backend()}/throughput{'_quick' if args.quick else ''}.json"
-    report.write_json(out, record)
-    print()
-    print(table(record))
-    print(f"\nwrote {out}")
+    suffix = "_quick" if args.quick else ""
+    out = args.out or f"benchmarks/results/{jax.default_backend()}/throughput{suffix}.json"
+    report.finish(record, out, table(record))
     return record
 
 
