@@ -34,24 +34,14 @@ def measure(engine: str, unroll: int, seq_len: int, *, hidden: int, layers: int,
 
     jax.config.update("jax_enable_compilation_cache", False)
     jax.config.update("jax_default_matmul_precision", precision)
-    import jax.numpy as jnp
+    from benchmarks.peers import lstmjax_train_step
+    from benchmarks.shapes import Shape
 
-    import lstmjax
-    from lstmjax.optim import make_optimizer
-    from lstmjax.train import init_state, make_train_step
-
-    config = lstmjax.ModelConfig(vocab_size=vocab, hidden_size=hidden, num_layers=layers,
-                                 forget_bias=0.0, engine=engine, unroll=unroll)
-    model = lstmjax.RNNLanguageModel(config)
-    optimizer, schedule = make_optimizer(
-        lstmjax.OptimConfig(optimizer="adam", learning_rate=1e-3, max_grad_norm=5.0), 1)
+    shape = Shape(f"T={seq_len}", vocab, hidden, layers, batch, seq_len)
     with jax.numpy_dtype_promotion("standard"):
-        state = init_state(model, optimizer, seed=0, batch_size=batch)
-        carry = lstmjax.zero_carry(config, batch)
-        tokens = jnp.zeros((batch, seq_len), jnp.int32)
-        train_step = make_train_step(model, optimizer, schedule, "mean")
+        train_step, arguments = lstmjax_train_step(shape, engine=engine, unroll=unroll)
         start = time.perf_counter()
-        traced = train_step.trace(state, carry, tokens, tokens)
+        traced = train_step.trace(*arguments)
         traced_at = time.perf_counter()
         lowered = traced.lower()
         lowered_at = time.perf_counter()

@@ -124,13 +124,11 @@ def _mean_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
 # ---------------------------------------------------------------------------------------------
 
 
-def lstmjax_runner(shape: Shape, *, engine: str, unroll: int = 1, precision: str = "float32",
-                   seed: int = 0) -> Runner:
-    """lstmjax's own train step (``lstmjax.train.make_train_step``) with ``engine`` and ``unroll``.
+def lstmjax_train_step(shape: Shape, *, engine: str, unroll: int = 1, seed: int = 0):
+    """lstmjax's jitted train step for the benchmark model, and its first arguments.
 
-    ``precision`` is unused: the driver's ``jax_default_matmul_precision`` governs.
+    Returns ``(train_step, (state, carry, inputs, targets))``; the step donates state and carry.
     """
-    del precision
     import lstmjax
     from lstmjax import train as train_lib
     from lstmjax.optim import make_optimizer
@@ -145,10 +143,20 @@ def lstmjax_runner(shape: Shape, *, engine: str, unroll: int = 1, precision: str
         steps_per_epoch=1)
     train_step = train_lib.make_train_step(model, optimizer, schedule, "mean")
     inputs, targets = (jnp.asarray(a) for a in make_batch(shape, seed))
-    state = {
-        "train": train_lib.init_state(model, optimizer, seed=seed, batch_size=shape.batch_size),
-        "carry": lstmjax.zero_carry(config, shape.batch_size),
-    }
+    state = train_lib.init_state(model, optimizer, seed=seed, batch_size=shape.batch_size)
+    return train_step, (state, lstmjax.zero_carry(config, shape.batch_size), inputs, targets)
+
+
+def lstmjax_runner(shape: Shape, *, engine: str, unroll: int = 1, precision: str = "float32",
+                   seed: int = 0) -> Runner:
+    """lstmjax's own train step (``lstmjax.train.make_train_step``) with ``engine`` and ``unroll``.
+
+    ``precision`` is unused: the driver's ``jax_default_matmul_precision`` governs.
+    """
+    del precision
+    train_step, (train_state, carry, inputs, targets) = lstmjax_train_step(
+        shape, engine=engine, unroll=unroll, seed=seed)
+    state = {"train": train_state, "carry": carry}
 
     def train():
         # The step donates the state and the carry: keep the ones it returns.
