@@ -22,7 +22,7 @@ def _ptb(hidden, dropout, init_scale, max_grad_norm, decay_rate, decay_after_epo
                           decay_after_epoch=decay_after_epoch),
         train=TrainConfig(batch_size=20, seq_len=seq_len, num_epochs=num_epochs, max_steps=None,
                           loss_scale="sum_over_time", eval_every=2000, eval_batch_size=1,
-                          eval_seq_len=1, sample_length=50),
+                          eval_seq_len=100, sample_length=50),
     )
 
 

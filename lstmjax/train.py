@@ -207,7 +207,7 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
         def validate_and_save(step, position, carry, state, force=False):
             result = evaluate(model, state.params, corpus.valid, batch_size=settings.eval_batch_size,
                               seq_len=settings.eval_seq_len)
-            log.write({"step": step, "split": "valid", **result})
+            log.write({"step": step, "epoch": step / steps_per_epoch, "split": "valid", **result})
             if not math.isfinite(result["loss"]):
                 raise FloatingPointError(
                     f"the validation loss is {result['loss']} at step {step}; "
@@ -219,7 +219,8 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
                              metric=result["loss"], force=force)
             return result
 
-        bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step",
+        # disable=None: a bar on a terminal only, so logs piped to a file stay readable
+        bar = tqdm(total=total_steps, initial=step, disable=None if progress else True, unit="step",
                    dynamic_ncols=True)
         pending, last_log_step, last_log_time = [], step, time.perf_counter()
         valid = None
@@ -233,13 +234,14 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
             pending.append(step_metrics)
             bar.update(1)
             at_end = step >= total_steps
-            if step % settings.log_every == 0 or step % settings.eval_every == 0 or at_end:
+            validate = step % settings.eval_every == 0 or at_end or position.window == 0
+            if step % settings.log_every == 0 or validate:
                 record = _flush(pending, last_log_step, step, last_log_time, settings,
                                 checkpoints, workdir)
-                log.write(record)
+                log.write({**record, "epoch": step / steps_per_epoch})
                 bar.set_postfix(loss=f"{record['loss']:.3f}", ppl=f"{record['perplexity']:.2f}")
                 pending, last_log_step, last_log_time = [], step, time.perf_counter()
-            if step % settings.eval_every == 0 or at_end:
+            if validate:
                 valid = validate_and_save(step, position, carry, state, force=at_end)
                 bar.write(f"step {step}: valid loss {valid['loss']:.4f}, "
                           f"perplexity {valid['perplexity']:.3f}")
@@ -254,7 +256,8 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
     if corpus.test is not None:
         summary["test"] = evaluate(model, state.params, corpus.test,
                                    batch_size=settings.eval_batch_size, seq_len=settings.eval_seq_len)
-        log.write({"step": step, "split": "test", **summary["test"]})
+        log.write({"step": step, "epoch": step / steps_per_epoch, "split": "test",
+                   **summary["test"]})
     if settings.sample_length:
         prime = corpus.vocab.decode(corpus.valid[:1])
         summary["sample"] = prime + generate(model, {"params": state.params}, corpus.vocab, prime,

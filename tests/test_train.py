@@ -62,7 +62,8 @@ def test_resume_is_bit_identical(tmp_path):
 
 def test_resume_across_epoch_boundaries_is_bit_identical(tmp_path, monkeypatch):
     """On a 500-token corpus an epoch is 15 windows: 40 steps cross two epoch boundaries, where
-    the carry is reset; stopping at step 20 (mid-epoch) and resuming changes nothing."""
+    the carry is reset; stopping at step 20 (mid-epoch) and resuming changes nothing. Each
+    boundary is also validated and logged."""
     real = lstmjax.train.load_corpus
 
     def small_corpus(*args, **kwargs):
@@ -71,10 +72,15 @@ def test_resume_across_epoch_boundaries_is_bit_identical(tmp_path, monkeypatch):
 
     monkeypatch.setattr(lstmjax.train, "load_corpus", small_corpus)
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    _quiet_train(_tiny(max_steps=40, eval_every=20, sample_length=0), straight)
-    _quiet_train(_tiny(max_steps=20, eval_every=20, sample_length=0), stopped)
-    _quiet_train(_tiny(max_steps=40, eval_every=20, sample_length=0), stopped)
+    _quiet_train(_tiny(max_steps=40, eval_every=20, log_every=7, sample_length=0), straight)
+    _quiet_train(_tiny(max_steps=20, eval_every=20, log_every=7, sample_length=0), stopped)
+    _quiet_train(_tiny(max_steps=40, eval_every=20, log_every=7, sample_length=0), stopped)
     jax.tree.map(np.testing.assert_array_equal, _params(stopped), _params(straight))
+    # each epoch's end is validated and closes a train record, whatever eval_every and log_every
+    records = MetricsLog(straight / "metrics.jsonl").read()
+    assert [r["step"] for r in records if r["split"] == "valid"] == [15, 20, 30, 40]
+    ends = {r["step"]: r["epoch"] for r in records if r["split"] == "train"}
+    assert ends[15] == 1.0 and ends[30] == 2.0 and ends[40] == 40 / 15
 
 
 def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(tmp_path):
