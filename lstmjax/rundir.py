@@ -63,7 +63,5 @@ def sample_run(workdir: str | pathlib.Path, *, prime: str | None, length: int,
     """The priming text followed by ``length`` tokens sampled from a run's checkpoint."""
     _, vocab, model, params, _ = load_run(workdir, checkpoint=checkpoint)
     prime = prime if prime is not None else vocab.tokens[0]
-    text = generate(model, {"params": params}, vocab, prime, length=length,
+    return generate(model, {"params": params}, vocab, prime, length=length,
                     temperature=temperature, top_k=top_k, seed=seed)
-    separator = " " if vocab.level == "word" else ""
-    return prime + separator + text

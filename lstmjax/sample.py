@@ -88,7 +88,8 @@ def generate(
     top_k: int = 0,
     seed: int = 0,
 ) -> str:
-    """The text ``prime_text`` continues into: ``length`` sampled tokens, decoded with ``vocab``.
+    """``prime_text`` and the ``length`` tokens sampled after it, decoded together with ``vocab``
+    (so a word-level continuation is separated from its prime by a space, as its words are).
 
     Raises:
       ValueError: an empty prime, a prime with tokens outside the vocabulary, a temperature <= 0,
@@ -103,4 +104,4 @@ def generate(
     prime = jnp.asarray(vocab.encode(prime_text), jnp.int32)[None, :]
     ids = generate_ids(model, variables, prime, jax.random.key(seed), length=length,
                        temperature=float(temperature), top_k=int(top_k))
-    return vocab.decode(jax.device_get(ids[0]))
+    return vocab.decode(jax.device_get(jnp.concatenate([prime, ids], axis=1)[0]))

@@ -260,8 +260,8 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
                    **summary["test"]})
     if settings.sample_length:
         prime = corpus.vocab.decode(corpus.valid[:1])
-        summary["sample"] = prime + generate(model, {"params": state.params}, corpus.vocab, prime,
-                                             length=settings.sample_length, seed=settings.seed)
+        summary["sample"] = generate(model, {"params": state.params}, corpus.vocab, prime,
+                                     length=settings.sample_length, seed=settings.seed)
     return summary
 
 

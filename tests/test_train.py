@@ -18,10 +18,11 @@ import pytest
 import lstmjax.train
 from lstmjax import ModelConfig, RNNLanguageModel, zero_carry
 from lstmjax.checkpoint import Checkpoints
+from lstmjax.data import Vocab
 from lstmjax.metrics import MetricsLog
 from lstmjax.presets import PRESETS
 from lstmjax.rundir import load_run
-from lstmjax.sample import generate_ids, next_token_distribution
+from lstmjax.sample import generate, generate_ids, next_token_distribution
 from lstmjax.train import evaluate, train
 
 TINY = PRESETS["tiny"]
@@ -160,6 +161,16 @@ def test_sampling_is_seeded_and_respects_top_k():
     chosen = np.asarray(probabilities)[np.arange(40), sampled[0]]
     assert np.all(chosen > 0)
     assert np.all((np.asarray(probabilities) > 0).sum(-1) == 3)
+
+
+def test_generated_text_starts_with_the_prime_and_words_stay_separated():
+    model, params = _model_and_params(13)
+    words = Vocab(tuple(f"w{i}" for i in range(13)), "word")
+    text = generate(model, {"params": params}, words, "w1 w2", length=5, seed=0)
+    assert text.split()[:2] == ["w1", "w2"] and len(text.split()) == 7
+    chars = Vocab(tuple("abcdefghijklm"), "char")
+    text = generate(model, {"params": params}, chars, "ab", length=5, seed=0)
+    assert text.startswith("ab") and len(text) == 7
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, monkeypatch):
