@@ -274,7 +274,7 @@ def _run_child(tmp_path: pathlib.Path, mode: str, kill_when) -> int:
                                  stdout=log, stderr=log,  # on CPU: leave an accelerator to us
                                  env={**os.environ, "JAX_PLATFORMS": "cpu"})
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # generous: a loaded machine starts jax slowly
         while True:
             lines = progress.read_text().split() if progress.exists() else []
             if child.poll() is not None:
