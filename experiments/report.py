@@ -4,8 +4,7 @@
 
 Per run (``experiments/runs/NAME``, written by ``experiments/run.sh``): ``config.json``,
 ``metrics.jsonl`` (train records every ``log_every`` steps and at each epoch's end, valid records
-at each evaluation, one test record at the end), ``train.log`` (console output, the sample at its
-end) and ``wall.txt`` (one line per invocation). Prints a markdown table, writes
+at each evaluation, one test record at the end) and ``wall.txt`` (one line per invocation). Prints a markdown table, writes
 ``experiments/results.json`` and one PNG per run: validation (and training) perplexity per epoch.
 """
 
@@ -76,7 +75,6 @@ def summarize(run: pathlib.Path) -> dict:
     final_train = (per_epoch[max(per_epoch)] if last_epoch_complete
                    else last_steps_train_loss(records, config["train"]["eval_every"]))
     wall = [line.split(" s on ", 1) for line in (run / "wall.txt").read_text().splitlines()]
-    log = (run / "train.log").read_text()
     return {
         "run": run.name,
         "steps": train[-1]["step"],
@@ -92,7 +90,6 @@ def summarize(run: pathlib.Path) -> dict:
         "wall_s": sum(float(seconds) for seconds, _ in wall),
         "invocations": len(wall),
         "device": wall[-1][1],
-        "sample": log.split("\nsample:\n", 1)[1].strip() if "\nsample:\n" in log else None,
         "valid_curve": [(r["epoch"], r["loss"]) for r in valid],
         "train_curve": sorted(per_epoch.items()),
     }
