@@ -66,7 +66,8 @@ def summarize(run: pathlib.Path) -> dict:
     lines = (run / "metrics.jsonl").read_text().splitlines()
     # a run killed after its last checkpoint logged steps that its resumption ran again: keep
     # the later record of each step
-    records = list({(r["split"], r["step"]): r for r in map(json.loads, lines)}.values())
+    records = sorted({(r["split"], r["step"]): r for r in map(json.loads, lines)}.values(),
+                     key=lambda r: r["step"])
     valid = [r for r in records if r["split"] == "valid"]
     test = [r for r in records if r["split"] == "test"]
     train = [r for r in records if r["split"] == "train"]
@@ -85,7 +86,8 @@ def summarize(run: pathlib.Path) -> dict:
         "valid_loss": valid[-1]["loss"],
         "best_valid_loss": min(r["loss"] for r in valid),
         "test_loss": test[-1]["loss"] if test else None,
-        # the first record of each invocation includes compilation
+        # the first record includes compilation (as does each resumed call's: the median
+        # leaves those out in practice)
         "tokens_per_s": statistics.median(r["tokens_per_s"] for r in train[1:] or train),
         "wall_s": sum(float(seconds) for seconds, _ in wall),
         "invocations": len(wall),

@@ -13,6 +13,9 @@ shift
 dir="$(dirname "$0")/runs/$name"
 mkdir -p "$dir"
 start=$(date +%s)
-lstmjax train --workdir "$dir" "$@" 2>&1 | tee -a "$dir/train.log"
+status=0
+lstmjax train --workdir "$dir" "$@" 2>&1 | tee -a "$dir/train.log" || status=$?
+# a call that fails or is stopped still spent its time: the run's wall time counts it
 backend=$(python -c "import jax; print(jax.default_backend(), jax.devices()[0].device_kind)")
 echo "$(( $(date +%s) - start )) s on $(hostname) ($(nproc) cores, $backend)" >> "$dir/wall.txt"
+exit $status
