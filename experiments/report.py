@@ -22,6 +22,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter
 
+import benchmarks.report
+
 EXPERIMENTS = pathlib.Path(__file__).resolve().parent
 
 
@@ -119,23 +121,22 @@ def plot(summary: dict, path: pathlib.Path) -> None:
 
 
 def markdown_table(summaries: list[dict]) -> str:
+    """One row per run: perplexities with 2 decimals, bits with 3, a dash where a split is absent."""
+
     def ppl(loss):
-        return "" if loss is None else f"{math.exp(loss):.2f}"
+        return "-" if loss is None else f"{math.exp(loss):.2f}"
 
     def bits(loss):
-        return "" if loss is None else f"{loss / math.log(2):.3f}"
+        return "-" if loss is None else f"{loss / math.log(2):.3f}"
 
-    lines = ["| run | steps (epochs) | train ppl | valid ppl (best) | test ppl | valid / test bits "
-             "per token | tokens/s | wall | device |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for s in summaries:
-        lines.append(
-            f"| {s['run']} | {s['steps']} ({s['epochs']}) | {ppl(s['train_loss'])} | "
-            f"{ppl(s['valid_loss'])} ({ppl(s['best_valid_loss'])}) | {ppl(s['test_loss'])} | "
-            f"{bits(s['valid_loss'])} / {bits(s['test_loss']) or '-'} | {s['tokens_per_s']:.0f} | "
-            f"{s['wall_s'] / 60:.0f} min ({s['invocations']} call{'s' * (s['invocations'] > 1)}) | "
-            f"{s['device']} |")
-    return "\n".join(lines)
+    headers = ["run", "steps (epochs)", "train ppl", "valid ppl (best)", "test ppl",
+               "valid / test bits per token", "tokens/s", "wall", "device"]
+    rows = [[s["run"], f"{s['steps']} ({s['epochs']})", ppl(s["train_loss"]),
+             f"{ppl(s['valid_loss'])} ({ppl(s['best_valid_loss'])})", ppl(s["test_loss"]),
+             f"{bits(s['valid_loss'])} / {bits(s['test_loss'])}", f"{s['tokens_per_s']:.0f}",
+             f"{s['wall_s'] / 60:.0f} min ({s['invocations']} call{'s' * (s['invocations'] > 1)})",
+             s["device"]] for s in summaries]
+    return benchmarks.report.markdown_table(headers, rows)
 
 
 def main(argv: list[str] | None = None) -> None:
