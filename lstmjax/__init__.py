@@ -1,4 +1,4 @@
-"""lstmjax: recurrent networks in JAX, with one loop over time and two engines to run it.
+"""lstmjax: recurrent networks in JAX: cells, engines that run a layer over time, a language model.
 
 Shape legend, used in every docstring:
   B batch size, T time steps per window, I input features, E embedding size, H hidden units,
@@ -6,8 +6,10 @@ Shape legend, used in every docstring:
   V vocabulary size.
 
 Layers of the library:
-  cells    LSTM, GRU, SimpleRNN, LayerNormLSTM: parameter layout + pure ``step``.
-  engines  ``run``: the only loop over time ("scan" = lax.scan, "static" = Python unrolling).
+  cells    LSTM, GRU, SimpleRNN, LayerNormLSTM (registry ``CELLS``): parameter layout, the split
+           into input and recurrent weights, the gate math as one pure function each.
+  engines  ``run_layer`` (a layer, by the registry ``ENGINES``: "scan", "static", "fused", and the
+           "auto" choice) and ``run`` (any step function, "scan" or "static").
   model    RNNLanguageModel: embedding or one-hot input, L cells with dropout between, dense head.
   convert  weights from TensorFlow 1 cells, the TF text8 tutorial and torch.nn.LSTM/GRU/RNN.
   data     named corpora, vocabularies, truncated-BPTT windows.
@@ -23,18 +25,21 @@ imported on first use, so orbax and the data code load only when needed; the loo
 import importlib
 
 from lstmjax.cells import (
+    CELLS,
     GRU,
     LSTM,
     LayerNormLSTM,
+    LayerWeights,
     LSTMState,
+    RecurrentCell,
     SimpleRNN,
-    gru_step,
-    layer_norm_lstm_step,
-    lstm_step,
-    simple_rnn_step,
+    gru_update,
+    layer_norm_lstm_update,
+    lstm_update,
+    simple_rnn_update,
 )
 from lstmjax.config import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
-from lstmjax.engines import ENGINES, bidirectional, run
+from lstmjax.engines import ENGINE_NAMES, ENGINES, bidirectional, resolve, run, run_layer
 from lstmjax.model import RNNLanguageModel, make_cells, zero_carry
 
 _LAZY = {
@@ -64,20 +69,26 @@ __all__ = [
     "DataConfig",
     "OptimConfig",
     "TrainConfig",
+    "CELLS",
     "ENGINES",
+    "ENGINE_NAMES",
     "GRU",
     "LSTM",
     "LSTMState",
     "LayerNormLSTM",
+    "LayerWeights",
     "ModelConfig",
     "RNNLanguageModel",
+    "RecurrentCell",
     "SimpleRNN",
     "bidirectional",
-    "gru_step",
-    "layer_norm_lstm_step",
-    "lstm_step",
+    "gru_update",
+    "layer_norm_lstm_update",
+    "lstm_update",
     "make_cells",
+    "resolve",
     "run",
-    "simple_rnn_step",
+    "run_layer",
+    "simple_rnn_update",
     "zero_carry",
 ]

@@ -1,19 +1,30 @@
-"""Recurrent cells: a parameter initializer and one pure step function each.
+"""Recurrent cells: a parameter layout, the gate math as one pure function each, and a registry.
 
-A cell is a frozen dataclass of hyper-parameters with three methods:
+A cell is a frozen dataclass of hyper-parameters that implements :class:`RecurrentCell`:
 
 * ``init(key, input_size) -> params``: a dict of arrays in the layout documented on the class;
+* ``zero_carry(batch_size) -> carry``: the all-zero state;
 * ``step(params, carry, x) -> (carry, y)``: one time step for a batch, ``x: float[B, I]``;
-* ``zero_carry(batch_size) -> carry``: the all-zero state.
+* ``layer_weights(params) -> LayerWeights``: the split that a layer engine needs: the input rows
+  of every kernel fused into one ``[I, G]`` matrix (its product with all T inputs is one matmul,
+  before the loop), the recurrent kernels by name, and the remaining small parameters;
+* ``update(other, carry, x_proj, recurrent) -> (carry, y)``: the step given the input's
+  pre-activations ``x_proj = x @ input_kernel + input_bias``, each recurrent matmul done through
+  ``recurrent(lhs, name) = lhs @ recurrent_kernels[name]``, so an engine decides how it is
+  computed and differentiated.
 
-The math of each cell is a module-level function (``lstm_step``, ``gru_step``, ``simple_rnn_step``,
-``layer_norm_lstm_step``) that works on plain arrays, so it can be tested, jitted, differentiated and
-vmapped without any framework. ``step`` only checks shapes (at trace time), casts to the compute
-dtype and calls it. The loop over time is elsewhere (:func:`lstmjax.engines.run`).
+``step`` is ``update`` after the input projection of one step, so there is one copy of each
+cell's math: the module-level ``lstm_update``, ``gru_update``, ``simple_rnn_update`` and
+``layer_norm_lstm_update``, which work on plain arrays. The loop over time is elsewhere
+(:mod:`lstmjax.engines`). :data:`CELLS` is the one place a cell is named.
+
+Precision: ``dtype`` is the compute dtype of the matmuls. With a 16-bit ``dtype`` the matmuls
+accumulate in float32, the gate math and the carried state are float32, and only the output ``y``
+is in ``dtype`` (so a long recurrence does not round its state to 8 bits of mantissa).
 
 Layouts follow TensorFlow 1 (``tf.nn.rnn_cell``): every kernel takes the concatenation ``[x, h]``
-(input rows first, then recurrent rows) and fused gates are split along the last axis. Converters from
-other layouts live in :mod:`lstmjax.convert`.
+(input rows first, then recurrent rows) and fused gates are split along the last axis. Converters
+from other layouts live in :mod:`lstmjax.convert`.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +42,8 @@ from lstmjax._checks import require_positive_int
 Array = jax.Array
 Params = dict[str, Array]
 Initializer = Callable[[Array, tuple[int, ...], Any], Array]
+Recurrent = Callable[[Array, str], Array]
+"""``recurrent(lhs, name) -> lhs @ recurrent_kernels[name]``, in the cell's state dtype."""
 
 
 class LSTMState(NamedTuple):
@@ -44,115 +57,140 @@ class LSTMState(NamedTuple):
     h: Array
 
 
+class LayerWeights(NamedTuple):
+    """A cell's parameters split for a layer engine (see the module docstring).
+
+    Attributes:
+      input_kernel: ``[I, G]``, the input rows of every kernel, side by side.
+      input_bias: ``[G]`` or None, added to the input projection.
+      recurrent: ``{name: [R, G_name]}``, the kernels the recurrence multiplies by (``R`` rows:
+        the recurrent state, or what the gate math makes of it).
+      other: the remaining parameters, read by ``update`` directly (peepholes, layer norms, ...).
+    """
+
+    input_kernel: Array
+    input_bias: Array | None
+    recurrent: dict[str, Array]
+    other: dict[str, Array]
+
+
 # ---------------------------------------------------------------------------------------------
-# The math: pure functions on arrays.
+# The math: pure functions on arrays, given the input's pre-activations.
 # ---------------------------------------------------------------------------------------------
 
 
-def lstm_step(
-    params: Mapping[str, Array],
+def lstm_update(
+    other: Mapping[str, Array],
     carry: LSTMState,
-    x: Array,
+    x_proj: Array,
+    recurrent: Recurrent,
     *,
     forget_bias: float,
+    projected: bool = False,
     cell_clip: float | None = None,
     proj_clip: float | None = None,
 ) -> tuple[LSTMState, Array]:
     """One LSTM step, TF1 ``LSTMCell`` / ``BasicLSTMCell`` equations.
 
-    With ``[i, j, f, o] = [x, h] @ kernel + bias`` (gate order i, j, f, o; ``j`` is the candidate)::
+    With ``[i, j, f, o] = x_proj + h @ W_h`` (``x_proj = x @ W_x + bias``; gate order i, j, f, o;
+    ``j`` is the candidate)::
 
         c' = sigmoid(f + forget_bias + p_f * c) * c + sigmoid(i + p_i * c) * tanh(j)
         c' = clip(c', -cell_clip, cell_clip)                  # if cell_clip
         m  = sigmoid(o + p_o * c') * tanh(c')
         h' = clip(m @ proj_kernel, -proj_clip, proj_clip)     # if projected, else h' = m
 
-    The peephole terms ``p_* * c`` are present only if ``params`` holds ``peephole_i``,
+    The peephole terms ``p_* * c`` are present only if ``other`` holds ``peephole_i``,
     ``peephole_f`` and ``peephole_o`` (Gers & Schmidhuber 2000; Sak et al. 2014 for projection).
 
     Args:
-      params: ``kernel: [I + P, 4H]``, ``bias: [4H]``; optional ``peephole_i/f/o: [H]`` and
-        ``proj_kernel: [H, P]``.
+      other: optional ``peephole_i/f/o: [H]``.
       carry: ``LSTMState(c: [B, H], h: [B, P])``.
-      x: ``[B, I]``.
+      x_proj: ``[B, 4H]``, the input's pre-activations.
+      recurrent: the matmuls by ``"kernel"`` (``W_h: [P, 4H]``) and, if projected,
+        ``"proj_kernel"`` (``[H, P]``).
       forget_bias: added to the forget pre-activation, not stored (TF: 1.0 by default).
+      projected: multiply the output by ``proj_kernel`` (``recurrent(m, "proj_kernel")``).
       cell_clip, proj_clip: optional clipping of ``c'`` and of the projected output.
 
     Returns:
       ``(LSTMState(c', h'), h')`` with ``c': [B, H]``, ``h': [B, P]``.
     """
     c, h = carry
-    gates = jnp.concatenate([x, h], axis=-1) @ params["kernel"] + params["bias"][None]  # [B, 4H]
+    gates = x_proj + recurrent(h, "kernel")  # [B, 4H]
     i, j, f, o = jnp.split(gates, 4, axis=-1)
-    peepholes = "peephole_i" in params
+    peepholes = "peephole_i" in other
     if peepholes:
-        i = i + params["peephole_i"][None] * c
-        f = f + params["peephole_f"][None] * c
+        i = i + other["peephole_i"][None] * c
+        f = f + other["peephole_f"][None] * c
     new_c = jax.nn.sigmoid(f + forget_bias) * c + jax.nn.sigmoid(i) * jnp.tanh(j)
     if cell_clip is not None:
         new_c = jnp.clip(new_c, -cell_clip, cell_clip)
     if peepholes:
-        o = o + params["peephole_o"][None] * new_c
+        o = o + other["peephole_o"][None] * new_c
     new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
-    if "proj_kernel" in params:
-        new_h = new_h @ params["proj_kernel"]  # [B, P]
+    if projected:
+        new_h = recurrent(new_h, "proj_kernel")  # [B, P]
         if proj_clip is not None:
             new_h = jnp.clip(new_h, -proj_clip, proj_clip)
     return LSTMState(new_c, new_h), new_h
 
 
-def gru_step(
-    params: Mapping[str, Array], h: Array, x: Array, *, reset_after: bool
+def gru_update(
+    other: Mapping[str, Array], h: Array, x_proj: Array, recurrent: Recurrent, *, reset_after: bool
 ) -> tuple[Array, Array]:
     """One GRU step (Cho et al. 2014), in the TF1 or the cuDNN/PyTorch form.
 
-    With ``[r, u] = sigmoid([x, h] @ gate_kernel + gate_bias)`` (gate order r, u) and the candidate
-    kernel split by rows into ``W_x = candidate_kernel[:I]`` and ``W_h = candidate_kernel[I:]``::
+    With ``x_proj = [x_g, x_n] = x @ [W_gx, W_nx] + [gate_bias, candidate_bias]`` (``x_g: [B,
+    2H]`` for the gates r, u; ``x_n: [B, H]`` for the candidate) and the recurrent rows ``W_gh``,
+    ``W_nh`` of ``gate_kernel`` and ``candidate_kernel``::
 
-        reset_after=False (TF1 GRUCell):   n = tanh([x, r * h] @ candidate_kernel + candidate_bias)
-        reset_after=True  (cuDNN, torch):  n = tanh(x @ W_x + candidate_bias
-                                                    + r * (h @ W_h + candidate_recurrent_bias))
+        [r, u] = sigmoid(x_g + h @ W_gh)
+        reset_after=False (TF1 GRUCell):   n = tanh(x_n + (r * h) @ W_nh)
+        reset_after=True  (cuDNN, torch):  n = tanh(x_n + r * (h @ W_nh + candidate_recurrent_bias))
         h' = u * h + (1 - u) * n
 
     Args:
-      params: ``gate_kernel: [I + H, 2H]``, ``gate_bias: [2H]``, ``candidate_kernel: [I + H, H]``,
-        ``candidate_bias: [H]``, and with ``reset_after`` also ``candidate_recurrent_bias: [H]``.
+      other: with ``reset_after``, ``candidate_recurrent_bias: [H]``.
       h: ``[B, H]``.
-      x: ``[B, I]``.
+      x_proj: ``[B, 3H]``.
+      recurrent: the matmuls by ``"gates"`` (``W_gh: [H, 2H]``) and ``"candidate"`` (``W_nh: [H,
+        H]``) or, with ``reset_after``, by ``"hidden"`` (``[W_gh, W_nh]: [H, 3H]``, one matmul).
       reset_after: where the reset gate applies (see above).
 
     Returns:
       ``(h', h')``, each ``[B, H]``.
     """
-    gates = jax.nn.sigmoid(
-        jnp.concatenate([x, h], axis=-1) @ params["gate_kernel"] + params["gate_bias"][None]
-    )  # [B, 2H]
-    r, u = jnp.split(gates, 2, axis=-1)
-    kernel = params["candidate_kernel"]
+    hidden = h.shape[-1]
+    x_gates, x_candidate = x_proj[..., : 2 * hidden], x_proj[..., 2 * hidden:]
     if reset_after:
-        input_size = x.shape[-1]
-        recurrent = h @ kernel[input_size:] + params["candidate_recurrent_bias"][None]
-        candidate = jnp.tanh(x @ kernel[:input_size] + params["candidate_bias"][None] + r * recurrent)
+        h_proj = recurrent(h, "hidden")  # [B, 3H]
+        r, u = jnp.split(jax.nn.sigmoid(x_gates + h_proj[..., : 2 * hidden]), 2, axis=-1)
+        h_candidate = h_proj[..., 2 * hidden:] + other["candidate_recurrent_bias"][None]
+        candidate = jnp.tanh(x_candidate + r * h_candidate)
     else:
-        candidate = jnp.tanh(
-            jnp.concatenate([x, r * h], axis=-1) @ kernel + params["candidate_bias"][None]
-        )
+        r, u = jnp.split(jax.nn.sigmoid(x_gates + recurrent(h, "gates")), 2, axis=-1)
+        candidate = jnp.tanh(x_candidate + recurrent(r * h, "candidate"))
     new_h = u * h + (1 - u) * candidate
     return new_h, new_h
 
 
-def simple_rnn_step(params: Mapping[str, Array], h: Array, x: Array) -> tuple[Array, Array]:
-    """One step of the Elman RNN, TF1 ``BasicRNNCell``: ``h' = tanh([x, h] @ kernel + bias)``.
+def simple_rnn_update(
+    other: Mapping[str, Array], h: Array, x_proj: Array, recurrent: Recurrent
+) -> tuple[Array, Array]:
+    """One step of the Elman RNN, TF1 ``BasicRNNCell``: ``h' = tanh(x_proj + h @ W_h)``.
 
     Args:
-      params: ``kernel: [I + H, H]``, ``bias: [H]``.
+      other: empty.
       h: ``[B, H]``.
-      x: ``[B, I]``.
+      x_proj: ``[B, H]``, ``x @ W_x + bias``.
+      recurrent: the matmul by ``"kernel"`` (``W_h: [H, H]``).
 
     Returns:
       ``(h', h')``, each ``[B, H]``.
     """
-    new_h = jnp.tanh(jnp.concatenate([x, h], axis=-1) @ params["kernel"] + params["bias"][None])
+    del other
+    new_h = jnp.tanh(x_proj + recurrent(h, "kernel"))
     return new_h, new_h
 
 
@@ -168,29 +206,31 @@ def layer_norm(x: Array, scale: Array, shift: Array, *, epsilon: float) -> Array
     return (x - mean) / jnp.sqrt(variance + epsilon) * scale + shift
 
 
-def layer_norm_lstm_step(
-    params: Mapping[str, Array],
+def layer_norm_lstm_update(
+    other: Mapping[str, Array],
     carry: LSTMState,
-    x: Array,
+    x_proj: Array,
+    recurrent: Recurrent,
     *,
     forget_bias: float,
     epsilon: float,
 ) -> tuple[LSTMState, Array]:
     """One step of the layer-normalized LSTM of r2rt's "Recurrent Neural Networks in Tensorflow II".
 
-    With ``[i, j, f, o] = [x, h] @ kernel`` (no bias; gate order i, j, f, o) and ``LN_g`` a layer
-    norm with gate g's own scale and shift::
+    With ``[i, j, f, o] = x_proj + h @ W_h`` (``x_proj = x @ W_x``, no bias; gate order i, j, f, o)
+    and ``LN_g`` a layer norm with gate g's own scale and shift::
 
         c' = c * sigmoid(LN_f(f) + forget_bias) + sigmoid(LN_i(i)) * tanh(LN_j(j))
-        h' = tanh(LN_c(c')) * sigmoid(LN_o(o))          # tanh(c') if params has no cell_scale
+        h' = tanh(LN_c(c')) * sigmoid(LN_o(o))          # tanh(c') if other has no cell_scale
 
     The stored carry is the un-normalized ``c'``.
 
     Args:
-      params: ``kernel: [I + H, 4H]``, ``gate_scale: [4H]``, ``gate_shift: [4H]`` (per-gate scale
-        and shift, in gate order) and optionally ``cell_scale: [H]``, ``cell_shift: [H]``.
+      other: ``gate_scale: [4H]``, ``gate_shift: [4H]`` (per-gate scale and shift, in gate order)
+        and optionally ``cell_scale: [H]``, ``cell_shift: [H]``.
       carry: ``LSTMState(c: [B, H], h: [B, H])``.
-      x: ``[B, I]``.
+      x_proj: ``[B, 4H]``.
+      recurrent: the matmul by ``"kernel"`` (``W_h: [H, 4H]``).
       forget_bias: added to the normalized forget pre-activation.
       epsilon: added to the variance.
 
@@ -199,28 +239,52 @@ def layer_norm_lstm_step(
     """
     c, h = carry
     hidden = c.shape[-1]
-    gates = jnp.concatenate([x, h], axis=-1) @ params["kernel"]  # [B, 4H]
+    gates = x_proj + recurrent(h, "kernel")  # [B, 4H]
     gates = gates.reshape(*gates.shape[:-1], 4, hidden)  # [B, 4, H]
     gates = layer_norm(
         gates,
-        params["gate_scale"].reshape(1, 4, hidden),
-        params["gate_shift"].reshape(1, 4, hidden),
+        other["gate_scale"].reshape(1, 4, hidden),
+        other["gate_shift"].reshape(1, 4, hidden),
         epsilon=epsilon,
     )
     i, j, f, o = (gates[..., k, :] for k in range(4))
     new_c = c * jax.nn.sigmoid(f + forget_bias) + jax.nn.sigmoid(i) * jnp.tanh(j)
     memory = new_c
-    if "cell_scale" in params:
+    if "cell_scale" in other:
         memory = layer_norm(
-            new_c, params["cell_scale"][None], params["cell_shift"][None], epsilon=epsilon
+            new_c, other["cell_scale"][None], other["cell_shift"][None], epsilon=epsilon
         )
     new_h = jnp.tanh(memory) * jax.nn.sigmoid(o)
     return LSTMState(new_c, new_h), new_h
 
 
 # ---------------------------------------------------------------------------------------------
-# The cells: hyper-parameters, parameter layout, checks.
+# The protocol engines rely on, and what every cell shares.
 # ---------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class RecurrentCell(Protocol):
+    """What :func:`lstmjax.engines.run_layer` needs of a cell.
+
+    The generic engines ("scan", "static") need only ``zero_carry``, ``param_shapes`` and
+    ``step``; a layer engine ("fused") also needs ``layer_weights``, ``update`` and
+    ``mask_state`` (a cell without them runs on "scan").
+    """
+
+    hidden_size: int
+    dtype: Any
+
+    @property
+    def output_size(self) -> int: ...
+
+    def init(self, key: Array, input_size: int) -> Params: ...
+
+    def param_shapes(self, input_size: int) -> dict[str, tuple[int, ...]]: ...
+
+    def zero_carry(self, batch_size: int) -> Any: ...
+
+    def step(self, params: Params, carry: Any, x: Array) -> tuple[Any, Array]: ...
 
 
 def _check_params(cell: Any, params: Mapping[str, Array], shapes: Mapping[str, tuple]) -> None:
@@ -240,12 +304,10 @@ def _check_params(cell: Any, params: Mapping[str, Array], shapes: Mapping[str, t
             )
 
 
-def _prepare(cell: Any, params: Mapping[str, Array], carry: Any, x: Array) -> tuple[Any, ...]:
-    """Check a step's arguments (at trace time) and cast them to the cell's compute dtype.
-
-    ``x`` must be ``[B, I]``, ``carry`` shaped like ``cell.zero_carry(B)`` and ``params`` shaped like
-    ``cell.param_shapes(I)``; a mismatch raises a ValueError that names the argument.
-    """
+def check_layer_arguments(cell: Any, params: Mapping[str, Array], carry: Any, x: Array) -> None:
+    """Check one step's arguments (trace time): ``x: [B, I]``, ``carry`` shaped like
+    ``cell.zero_carry(B)`` and ``params`` like ``cell.param_shapes(I)``; a mismatch raises a
+    ValueError that names the argument. Engines call it once per layer, not once per step."""
     if jnp.ndim(x) != 2:
         raise ValueError(
             f"x for {cell!r} must have rank 2 [batch, input_size], got shape {jnp.shape(x)}"
@@ -259,15 +321,13 @@ def _prepare(cell: Any, params: Mapping[str, Array], carry: Any, x: Array) -> tu
             f"got {got}"
         )
     _check_params(cell, params, cell.param_shapes(x.shape[-1]))
-    return tuple(
-        jax.tree.map(lambda a: jnp.asarray(a, cell.dtype), tree) for tree in (params, carry, x)
-    )
 
 
 @dataclasses.dataclass(frozen=True)
 class _Cell:
     """Fields and methods every cell shares. ``kernel_init``, ``param_dtype`` and ``dtype`` are
-    keyword-only, after each cell's own fields."""
+    keyword-only, after each cell's own fields. Subclasses define ``param_shapes``, ``init``,
+    ``zero_carry``, ``layer_weights`` and ``update``."""
 
     hidden_size: int
     kernel_init: Initializer | None = dataclasses.field(default=None, kw_only=True)
@@ -282,17 +342,79 @@ class _Cell:
         """Features of the output ``y``."""
         return self.hidden_size
 
+    @property
+    def state_dtype(self) -> Any:
+        """dtype of the carry and of the gate math: float32 for a 16-bit ``dtype``."""
+        dtype = jnp.dtype(self.dtype)
+        return jnp.dtype(jnp.float32) if dtype.itemsize < 4 else dtype
+
     def _kernel(self, key: Array, shape: tuple[int, ...]) -> Array:
         """A kernel from ``kernel_init`` (Glorot uniform, TF1's default, if None)."""
         init = self.kernel_init or jax.nn.initializers.glorot_uniform()
         return init(key, shape, self.param_dtype)
+
+    def _zeros(self, batch_size: int, features: int) -> Array:
+        return jnp.zeros((batch_size, features), self.state_dtype)
+
+    def matmul(self, lhs: Array, kernel: Array) -> Array:
+        """``lhs @ kernel`` with operands in ``dtype``, accumulated and returned in ``state_dtype``."""
+        return jnp.matmul(lhs.astype(self.dtype), kernel.astype(self.dtype),
+                          preferred_element_type=self.state_dtype)
+
+    def project_inputs(self, weights: LayerWeights, x: Array) -> Array:
+        """``x @ input_kernel + input_bias`` for ``x: [..., I]`` -> ``[..., G]`` (state dtype)."""
+        projected = self.matmul(x, weights.input_kernel)
+        if weights.input_bias is not None:
+            bias = weights.input_bias.astype(self.state_dtype)
+            projected = projected + bias.reshape((1,) * (projected.ndim - 1) + bias.shape)
+        return projected
+
+    def mask_state(self, carry: Any, mask: Array) -> Any:
+        """The carry with its recurrent state multiplied by ``mask: [B, P]`` (recurrent dropout):
+        h for the LSTMs (never c), the whole state for GRU and RNN."""
+        if isinstance(carry, LSTMState):
+            return carry._replace(h=carry.h * mask.astype(carry.h.dtype))
+        return carry * mask.astype(carry.dtype)
+
+    def cast_weights(self, weights: LayerWeights) -> LayerWeights:
+        """``other`` in the state dtype (the gate math's); kernels stay as they are for
+        :meth:`matmul` to cast."""
+        other = {k: v.astype(self.state_dtype) for k, v in weights.other.items()}
+        return weights._replace(other=other)
+
+    def step_with_weights(self, weights: LayerWeights, carry: Any, x: Array) -> tuple[Any, Array]:
+        """One step from split, cast weights (``cast_weights(layer_weights(params))``), unchecked:
+        what the generic engines run, the split done once outside their loop."""
+        carry, y = self.update(
+            weights.other, carry, self.project_inputs(weights, x),
+            lambda lhs, name: self.matmul(lhs, weights.recurrent[name]),
+        )
+        return carry, y.astype(self.dtype)
+
+    def step(self, params: Params, carry: Any, x: Array) -> tuple[Any, Array]:
+        """One step: ``x: [B, I]`` -> ``(carry, y: [B, output_size])``; the math in :meth:`update`.
+
+        Checks its arguments (at trace time) and casts the carry to the state dtype."""
+        check_layer_arguments(self, params, carry, x)
+        carry = jax.tree.map(lambda a: jnp.asarray(a, self.state_dtype), carry)
+        return self.step_with_weights(self.cast_weights(self.layer_weights(params)), carry, x)
+
+    @staticmethod
+    def _split_rows(kernel: Array, rows: int) -> tuple[Array, Array]:
+        """``(kernel[:rows], kernel[rows:])``: the input and the recurrent rows of a TF kernel."""
+        return kernel[:rows], kernel[rows:]
+
+
+# ---------------------------------------------------------------------------------------------
+# The cells: hyper-parameters, parameter layout, the split for layer engines.
+# ---------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class LSTM(_Cell):
     """Long short-term memory cell (Hochreiter & Schmidhuber 1997, with a forget gate).
 
-    Equations in :func:`lstm_step`. Parameter layout (TF1 ``LSTMCell``; ``P = proj_size or H``):
+    Equations in :func:`lstm_update`. Parameter layout (TF1 ``LSTMCell``; ``P = proj_size or H``):
     ``kernel: [I + P, 4H]`` with gate columns i, j, f, o (input gate, candidate, forget gate,
     output gate), ``bias: [4H]``; with ``use_peepholes``: ``peephole_i``, ``peephole_f``,
     ``peephole_o: [H]``; with ``proj_size``: ``proj_kernel: [H, P]``.
@@ -308,7 +430,7 @@ class LSTM(_Cell):
       kernel_init: initializer of the kernels (default Glorot uniform, TF1's) and, if given, of
         the peepholes.
       param_dtype: dtype of the parameters ``init`` makes.
-      dtype: compute dtype of ``step`` and of the carry.
+      dtype: compute dtype of the matmuls (see the module docstring for 16-bit types).
     """
 
     forget_bias: float = 1.0
@@ -353,28 +475,31 @@ class LSTM(_Cell):
         return params
 
     def zero_carry(self, batch_size: int) -> LSTMState:
-        """``LSTMState(c: zeros[B, H], h: zeros[B, P])`` in the compute dtype."""
-        return LSTMState(
-            jnp.zeros((batch_size, self.hidden_size), self.dtype),
-            jnp.zeros((batch_size, self.output_size), self.dtype),
-        )
+        """``LSTMState(c: zeros[B, H], h: zeros[B, P])`` in the state dtype."""
+        return LSTMState(self._zeros(batch_size, self.hidden_size),
+                         self._zeros(batch_size, self.output_size))
 
-    def step(self, params: Params, carry: LSTMState, x: Array) -> tuple[LSTMState, Array]:
-        """One step; see :func:`lstm_step`. ``x: [B, I]`` -> ``(LSTMState, y: [B, P])``."""
-        params, carry, x = _prepare(self, params, carry, x)
-        return lstm_step(
-            params,
-            LSTMState(*carry),
-            x,
-            forget_bias=self.forget_bias,
-            cell_clip=self.cell_clip,
-            proj_clip=self.proj_clip,
-        )
+    def layer_weights(self, params: Params) -> LayerWeights:
+        """Input kernel ``kernel[:I]``, bias; recurrent ``kernel`` (``kernel[I:]``) and
+        ``proj_kernel``; peepholes in ``other``."""
+        input_kernel, recurrent_kernel = self._split_rows(
+            params["kernel"], params["kernel"].shape[0] - self.output_size)
+        recurrent = {"kernel": recurrent_kernel}
+        other = {k: v for k, v in params.items() if k.startswith("peephole")}
+        if "proj_kernel" in params:
+            recurrent["proj_kernel"] = params["proj_kernel"]
+        return LayerWeights(input_kernel, params["bias"], recurrent, other)
+
+    def update(self, other, carry, x_proj, recurrent):
+        """See :func:`lstm_update`."""
+        return lstm_update(other, LSTMState(*carry), x_proj, recurrent,
+                           forget_bias=self.forget_bias, projected=self.proj_size is not None,
+                           cell_clip=self.cell_clip, proj_clip=self.proj_clip)
 
 
 @dataclasses.dataclass(frozen=True)
 class GRU(_Cell):
-    """Gated recurrent unit (Cho et al. 2014). Equations in :func:`gru_step`.
+    """Gated recurrent unit (Cho et al. 2014). Equations in :func:`gru_update`.
 
     Parameter layout: ``gate_kernel: [I + H, 2H]`` with gate columns r, u (reset, update),
     ``gate_bias: [2H]`` (initialized to 1.0 as TF1's ``GRUCell``), ``candidate_kernel: [I + H, H]``,
@@ -414,20 +539,35 @@ class GRU(_Cell):
         return params
 
     def zero_carry(self, batch_size: int) -> Array:
-        """``zeros[B, H]`` in the compute dtype."""
-        return jnp.zeros((batch_size, self.hidden_size), self.dtype)
+        """``zeros[B, H]`` in the state dtype."""
+        return self._zeros(batch_size, self.hidden_size)
 
-    def step(self, params: Params, carry: Array, x: Array) -> tuple[Array, Array]:
-        """One step; see :func:`gru_step`. ``x: [B, I]`` -> ``(h: [B, H], y: [B, H])``."""
-        params, carry, x = _prepare(self, params, carry, x)
-        return gru_step(params, carry, x, reset_after=self.reset_after)
+    def layer_weights(self, params: Params) -> LayerWeights:
+        """Input kernel ``[gate_kernel[:I], candidate_kernel[:I]]: [I, 3H]`` and biases; recurrent
+        ``"hidden"`` (both recurrent row blocks side by side) with ``reset_after``, else
+        ``"gates"`` and ``"candidate"``."""
+        rows = params["gate_kernel"].shape[0] - self.hidden_size
+        gate_x, gate_h = self._split_rows(params["gate_kernel"], rows)
+        candidate_x, candidate_h = self._split_rows(params["candidate_kernel"], rows)
+        input_kernel = jnp.concatenate([gate_x, candidate_x], axis=1)
+        input_bias = jnp.concatenate([params["gate_bias"], params["candidate_bias"]])
+        if self.reset_after:
+            recurrent = {"hidden": jnp.concatenate([gate_h, candidate_h], axis=1)}
+            other = {"candidate_recurrent_bias": params["candidate_recurrent_bias"]}
+        else:
+            recurrent, other = {"gates": gate_h, "candidate": candidate_h}, {}
+        return LayerWeights(input_kernel, input_bias, recurrent, other)
+
+    def update(self, other, carry, x_proj, recurrent):
+        """See :func:`gru_update`."""
+        return gru_update(other, carry, x_proj, recurrent, reset_after=self.reset_after)
 
 
 @dataclasses.dataclass(frozen=True)
 class SimpleRNN(_Cell):
     """Elman RNN, ``h' = tanh([x, h] @ kernel + bias)`` (TF1 ``BasicRNNCell``, torch ``nn.RNN``).
 
-    Parameter layout: ``kernel: [I + H, H]``, ``bias: [H]``.
+    Equations in :func:`simple_rnn_update`. Parameter layout: ``kernel: [I + H, H]``, ``bias: [H]``.
 
     Attributes:
       hidden_size: H.
@@ -448,20 +588,25 @@ class SimpleRNN(_Cell):
         }
 
     def zero_carry(self, batch_size: int) -> Array:
-        """``zeros[B, H]`` in the compute dtype."""
-        return jnp.zeros((batch_size, self.hidden_size), self.dtype)
+        """``zeros[B, H]`` in the state dtype."""
+        return self._zeros(batch_size, self.hidden_size)
 
-    def step(self, params: Params, carry: Array, x: Array) -> tuple[Array, Array]:
-        """One step; see :func:`simple_rnn_step`. ``x: [B, I]`` -> ``(h: [B, H], y: [B, H])``."""
-        params, carry, x = _prepare(self, params, carry, x)
-        return simple_rnn_step(params, carry, x)
+    def layer_weights(self, params: Params) -> LayerWeights:
+        """Input kernel ``kernel[:I]``, bias; recurrent ``kernel`` (``kernel[I:]``)."""
+        input_kernel, recurrent_kernel = self._split_rows(
+            params["kernel"], params["kernel"].shape[0] - self.hidden_size)
+        return LayerWeights(input_kernel, params["bias"], {"kernel": recurrent_kernel}, {})
+
+    def update(self, other, carry, x_proj, recurrent):
+        """See :func:`simple_rnn_update`."""
+        return simple_rnn_update(other, carry, x_proj, recurrent)
 
 
 @dataclasses.dataclass(frozen=True)
 class LayerNormLSTM(_Cell):
     """Layer-normalized LSTM (Ba et al. 2016), in the form of r2rt's TensorFlow tutorial cell.
 
-    Equations in :func:`layer_norm_lstm_step`. Parameter layout: ``kernel: [I + H, 4H]`` (gate
+    Equations in :func:`layer_norm_lstm_update`. Parameter layout: ``kernel: [I + H, 4H]`` (gate
     columns i, j, f, o; no bias: the layer-norm shift plays its role), ``gate_scale: [4H]`` (ones)
     and ``gate_shift: [4H]`` (zeros), one H-slice per gate in gate order; with ``layer_norm_cell``
     also ``cell_scale: [H]``, ``cell_shift: [H]``.
@@ -502,16 +647,31 @@ class LayerNormLSTM(_Cell):
         return params
 
     def zero_carry(self, batch_size: int) -> LSTMState:
-        """``LSTMState(c: zeros[B, H], h: zeros[B, H])`` in the compute dtype."""
-        zeros = jnp.zeros((batch_size, self.hidden_size), self.dtype)
+        """``LSTMState(c: zeros[B, H], h: zeros[B, H])`` in the state dtype."""
+        zeros = self._zeros(batch_size, self.hidden_size)
         return LSTMState(zeros, zeros)
 
-    def step(self, params: Params, carry: LSTMState, x: Array) -> tuple[LSTMState, Array]:
-        """One step; see :func:`layer_norm_lstm_step`. ``x: [B, I]`` -> ``(LSTMState, y: [B, H])``."""
-        params, carry, x = _prepare(self, params, carry, x)
-        return layer_norm_lstm_step(
-            params, LSTMState(*carry), x, forget_bias=self.forget_bias, epsilon=self.epsilon
-        )
+    def layer_weights(self, params: Params) -> LayerWeights:
+        """Input kernel ``kernel[:I]`` (no bias); recurrent ``kernel``; scales and shifts in
+        ``other``."""
+        input_kernel, recurrent_kernel = self._split_rows(
+            params["kernel"], params["kernel"].shape[0] - self.hidden_size)
+        other = {k: v for k, v in params.items() if k != "kernel"}
+        return LayerWeights(input_kernel, None, {"kernel": recurrent_kernel}, other)
 
+    def update(self, other, carry, x_proj, recurrent):
+        """See :func:`layer_norm_lstm_update`."""
+        return layer_norm_lstm_update(other, LSTMState(*carry), x_proj, recurrent,
+                                      forget_bias=self.forget_bias, epsilon=self.epsilon)
+
+
+CELLS: dict[str, type[_Cell]] = {
+    "lstm": LSTM,
+    "gru": GRU,
+    "rnn": SimpleRNN,
+    "ln_lstm": LayerNormLSTM,
+}
+"""The cell registry: config name -> class. The one place a cell is named; config, model and the
+benchmarks read it. A new cell is one class here (with its update function) and its tests."""
 
 Cell = LSTM | GRU | SimpleRNN | LayerNormLSTM

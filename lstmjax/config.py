@@ -10,11 +10,15 @@ import dataclasses
 from typing import Literal, get_args
 
 from lstmjax._checks import require_choice, require_positive_int
+from lstmjax.cells import CELLS
 from lstmjax.data.corpora import CorpusName
-from lstmjax.engines import ENGINES, Engine
+from lstmjax.engines import ENGINE_NAMES
 
-CellType = Literal["lstm", "gru", "rnn", "ln_lstm"]
-CELL_TYPES: tuple[str, ...] = get_args(CellType)
+CellType = Literal[tuple(CELLS)]  # the registry's names, for the CLI's choices
+CELL_TYPES: tuple[str, ...] = tuple(CELLS)
+Engine = Literal[ENGINE_NAMES]
+CELL_OPTIONS = ("forget_bias", "use_peepholes", "proj_size", "reset_after", "layer_norm_cell")
+"""ModelConfig fields that are cell options: passed to the cell class that has a field so named."""
 InputMode = Literal["embedding", "one_hot"]
 INPUT_MODES: tuple[str, ...] = get_args(InputMode)
 DType = Literal["float32", "bfloat16", "float16"]
@@ -51,8 +55,13 @@ class ModelConfig:
       init_scale: if set, every weight matrix (embedding, cell kernels, peepholes, projection,
         head kernel and head bias) starts uniform in [-init_scale, init_scale], as the PTB recipes;
         cell biases keep their defaults. None: Glorot uniform matrices, zero head bias.
-      engine: ``"scan"`` or ``"static"`` (see :mod:`lstmjax.engines`).
-      unroll: steps per scan iteration.
+      engine: ``"auto"`` (default: the fastest measured engine for the backend, cell and size,
+        printed in the run log), ``"scan"``, ``"static"`` or ``"fused"`` (see
+        :mod:`lstmjax.engines`).
+      unroll: steps per loop iteration of a scan-based engine; ``"auto"`` picks its own.
+      remat_chunk: recompute the recurrence in chunks of this many steps in the backward pass
+        (memory for one chunk's activations instead of the window's); must divide the window
+        length. None: save everything.
       param_dtype: dtype of the parameters.
       dtype: compute dtype (activations and carries).
     """
@@ -72,20 +81,21 @@ class ModelConfig:
     reset_after: bool = False
     layer_norm_cell: bool = True
     init_scale: float | None = None
-    engine: Engine = "scan"
+    engine: Engine = "auto"
     unroll: int = 1
+    remat_chunk: int | None = None
     param_dtype: DType = "float32"
     dtype: DType = "float32"
 
     def __post_init__(self):
         for name in ("hidden_size", "num_layers", "unroll"):
             require_positive_int(name, getattr(self, name))
-        for name in ("vocab_size", "embed_size", "proj_size"):
+        for name in ("vocab_size", "embed_size", "proj_size", "remat_chunk"):
             if getattr(self, name) is not None:
                 require_positive_int(name, getattr(self, name))
         require_choice("cell", self.cell, CELL_TYPES)
         require_choice("input_mode", self.input_mode, INPUT_MODES)
-        require_choice("engine", self.engine, ENGINES)
+        require_choice("engine", self.engine, ENGINE_NAMES)
         require_choice("param_dtype", self.param_dtype, DTYPES)
         require_choice("dtype", self.dtype, DTYPES)
         for name in ("dropout", "recurrent_dropout"):
@@ -99,10 +109,14 @@ class ModelConfig:
             raise ValueError(f"init_scale must be > 0 or None, got {self.init_scale!r}")
         if self.input_mode == "one_hot" and self.embed_size is not None:
             raise ValueError("embed_size applies to input_mode='embedding' only; leave it None")
-        lstm_only = {"use_peepholes": self.use_peepholes, "proj_size": self.proj_size is not None}
-        for name, used in lstm_only.items():
-            if used and self.cell != "lstm":
-                raise ValueError(f"{name} is an option of cell='lstm', not of cell={self.cell!r}")
+        cell_fields = {field.name for field in dataclasses.fields(CELLS[self.cell])}
+        defaults = {field.name: field.default for field in dataclasses.fields(ModelConfig)}
+        for name in CELL_OPTIONS:
+            if name not in cell_fields and getattr(self, name) != defaults[name]:
+                owners = [cell for cell, cls in CELLS.items()
+                          if name in {f.name for f in dataclasses.fields(cls)}]
+                raise ValueError(f"{name} is an option of cell={' or '.join(map(repr, owners))}, "
+                                 f"not of cell={self.cell!r}; leave it at {defaults[name]!r}")
 
     @property
     def input_size(self) -> int:

@@ -1,7 +1,7 @@
 """The stacked recurrent language model: tokens in, logits and final carries out.
 
 ``tokens: int[B, T]`` -> input features (embedding or one-hot) -> dropout -> L recurrent layers, each
-run over the whole window by :func:`lstmjax.engines.run` and followed by dropout -> dense head ->
+run over the whole window by :func:`lstmjax.engines.run_layer` and followed by dropout -> dense head ->
 ``logits: float[B, T, V]``. The model takes the initial carries and returns the final ones, so
 truncated backpropagation through time can carry the state from one window to the next.
 
@@ -15,6 +15,7 @@ Parameter tree (``variables["params"]``)::
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -22,39 +23,37 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax import engines
-from lstmjax.cells import GRU, LSTM, Cell, LayerNormLSTM, LSTMState, SimpleRNN
-from lstmjax.config import ModelConfig
+from lstmjax.cells import CELLS, Cell, LSTMState
+from lstmjax.config import CELL_OPTIONS, ModelConfig
 
 Array = jax.Array
 
 
 def make_cells(config: ModelConfig) -> list[Cell]:
-    """The ``num_layers`` cells that ``config`` describes, first layer first."""
-    options = {
-        "kernel_init": None if config.init_scale is None else _matrix_init(config.init_scale),
-        "param_dtype": jnp.dtype(config.param_dtype),
-        "dtype": jnp.dtype(config.dtype),
-    }
-    if config.cell == "lstm":
-        cell = LSTM(
-            config.hidden_size,
-            forget_bias=config.forget_bias,
-            use_peepholes=config.use_peepholes,
-            proj_size=config.proj_size,
-            **options,
-        )
-    elif config.cell == "gru":
-        cell = GRU(config.hidden_size, reset_after=config.reset_after, **options)
-    elif config.cell == "rnn":
-        cell = SimpleRNN(config.hidden_size, **options)
-    else:
-        cell = LayerNormLSTM(
-            config.hidden_size,
-            forget_bias=config.forget_bias,
-            layer_norm_cell=config.layer_norm_cell,
-            **options,
-        )
+    """The ``num_layers`` cells that ``config`` describes, first layer first.
+
+    The class comes from :data:`lstmjax.cells.CELLS`; every config field in
+    :data:`lstmjax.config.CELL_OPTIONS` that the class has is passed on.
+    """
+    cls = CELLS[config.cell]
+    fields = {field.name for field in dataclasses.fields(cls)}
+    cell = cls(
+        config.hidden_size,
+        **{name: getattr(config, name) for name in CELL_OPTIONS if name in fields},
+        kernel_init=None if config.init_scale is None else _matrix_init(config.init_scale),
+        param_dtype=jnp.dtype(config.param_dtype),
+        dtype=jnp.dtype(config.dtype),
+    )
     return [cell] * config.num_layers
+
+
+def resolve_engines(config: ModelConfig, *, batch_size: int, seq_len: int,
+                    train: bool = True) -> list[engines.EngineChoice]:
+    """The engine each layer runs for ``[batch_size, seq_len]`` windows (the run log prints it)."""
+    state_mask = train and config.recurrent_dropout > 0
+    return [engines.resolve(cell, config.engine, unroll=config.unroll, num_steps=seq_len,
+                            batch_size=batch_size, state_mask=state_mask)
+            for cell in make_cells(config)]
 
 
 def zero_carry(config: ModelConfig, batch_size: int) -> tuple[Any, ...]:
@@ -112,11 +111,12 @@ class RNNLanguageModel(nn.Module):
         final_carry = []
         for layer, cell in enumerate(make_cells(config)):
             params = self.param(f"layer_{layer}", cell.init, x.shape[-1])
-            step = cell.step
+            state_mask = None
             if train and config.recurrent_dropout > 0:
-                step = _with_state_dropout(step, self._state_mask(carry[layer]))
-            layer_carry, x = engines.run(
-                step, params, carry[layer], x, engine=config.engine, unroll=config.unroll
+                state_mask = self._state_mask(carry[layer])
+            layer_carry, x = engines.run_layer(
+                cell, params, carry[layer], x, engine=config.engine, unroll=config.unroll,
+                state_mask=state_mask, remat_chunk=config.remat_chunk,
             )  # x: [T, B, H_out]
             x = self._dropout(x, train)
             final_carry.append(layer_carry)
@@ -144,19 +144,6 @@ class RNNLanguageModel(nn.Module):
         keep = 1.0 - self.config.recurrent_dropout
         kept = jax.random.bernoulli(self.make_rng("dropout"), keep, jnp.shape(state))
         return kept.astype(jnp.dtype(self.config.dtype)) / jnp.asarray(keep, self.config.dtype)
-
-
-def _with_state_dropout(step: engines.Step, mask: Array) -> engines.Step:
-    """``step`` that first multiplies the recurrent state it is given by ``mask`` (c untouched)."""
-
-    def dropped_step(params, carry, x):
-        if isinstance(carry, LSTMState):
-            carry = carry._replace(h=carry.h * mask)
-        else:
-            carry = carry * mask
-        return step(params, carry, x)
-
-    return dropped_step
 
 
 def _matrix_init(init_scale: float | None):

@@ -28,7 +28,7 @@ from lstmjax import metrics as metrics_lib
 from lstmjax.checkpoint import Checkpoints
 from lstmjax.config import Config
 from lstmjax.data import Position, Vocab, load_corpus, require_windows, stream
-from lstmjax.model import RNNLanguageModel, zero_carry
+from lstmjax.model import RNNLanguageModel, resolve_engines, zero_carry
 from lstmjax.optim import make_optimizer
 from lstmjax.sample import generate
 
@@ -120,9 +120,10 @@ def init_state(model: RNNLanguageModel, optimizer: optax.GradientTransformation,
                       step=jnp.zeros((), jnp.int32), rng=rng)
 
 
-# Fields a resumed run may change: they say how long to run, how often to report, and where
-# files are, not what is trained.
+# Fields a resumed run may change: they say how long to run, how often to report, where files
+# are, and how the same model is computed (engine, unroll, remat), not what is trained.
 _RESUMABLE_CHANGES = {
+    "model.engine", "model.unroll", "model.remat_chunk",
     "train.max_steps", "train.num_epochs", "train.log_every", "train.eval_every",
     "train.keep_checkpoints", "train.eval_batch_size", "train.eval_seq_len", "train.sample_length",
     "data.data_dir", "data.cache_dir",
@@ -188,6 +189,9 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
     limits = [settings.max_steps or math.inf, (settings.num_epochs or math.inf) * steps_per_epoch]
     total_steps = int(min(limits))
     model = RNNLanguageModel(config.model)
+    engine = describe_engines(config.model, batch_size=settings.batch_size,
+                              seq_len=settings.seq_len)
+    print_fn(f"engine: {engine}")
     optimizer, schedule = make_optimizer(config.optim, steps_per_epoch)
     state = init_state(model, optimizer, seed=settings.seed, batch_size=settings.batch_size)
     carry = zero_carry(config.model, settings.batch_size)
@@ -238,7 +242,7 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
             if step % settings.log_every == 0 or validate:
                 record = _flush(pending, last_log_step, step, last_log_time, settings,
                                 checkpoints, workdir)
-                log.write({**record, "epoch": step / steps_per_epoch})
+                log.write({**record, "epoch": step / steps_per_epoch, "engine": engine})
                 bar.set_postfix(loss=f"{record['loss']:.3f}", ppl=f"{record['perplexity']:.2f}")
                 pending, last_log_step, last_log_time = [], step, time.perf_counter()
             if validate:
@@ -263,6 +267,16 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
         summary["sample"] = generate(model, {"params": state.params}, corpus.vocab, prime,
                                      length=settings.sample_length, seed=settings.seed)
     return summary
+
+
+def describe_engines(config, *, batch_size: int, seq_len: int) -> str:
+    """One line: the engine each layer runs in training and why, e.g. ``"fused unroll=1 (auto:
+    ...)"``, or ``"layer 0: ...; layer 1: ..."`` where the layers differ."""
+    choices = [f"{c.engine} unroll={c.unroll} ({c.reason})"
+               for c in resolve_engines(config, batch_size=batch_size, seq_len=seq_len)]
+    if len(set(choices)) == 1:
+        return choices[0]
+    return "; ".join(f"layer {k}: {choice}" for k, choice in enumerate(choices))
 
 
 def _last_checkpoint(checkpoints, workdir) -> str:

@@ -27,7 +27,7 @@ def run_stack(cells, layers, carries, xs, *, engine, lengths=None):
     """Layer-by-layer run of a stack on time-major ``xs``: the top layer's outputs and the carries."""
     finals = []
     for cell, params, carry in zip(cells, layers, carries):
-        carry, xs = lstmjax.run(cell.step, params, carry, xs, engine=engine, lengths=lengths)
+        carry, xs = lstmjax.run_layer(cell, params, carry, xs, engine=engine, lengths=lengths)
         finals.append(carry)
     return xs, finals
 

@@ -11,7 +11,7 @@ from helpers import assert_trees_close, random_cell_inputs
 
 import lstmjax
 from lstmjax import GRU, LSTM, LayerNormLSTM, SimpleRNN
-from lstmjax.engines import ENGINES
+from lstmjax.engines import GENERIC_ENGINES as ENGINES
 
 
 def counting_step(params, carry, x):

@@ -1,4 +1,4 @@
-"""The loop over time: :func:`run` is the only place in lstmjax that iterates over time steps.
+"""The generic loop over time: :func:`run` iterates any pure step function over the time axis.
 
 Two engines run the same pure step function ``step(params, carry, x) -> (carry, y)``:
 
@@ -7,7 +7,8 @@ Two engines run the same pure step function ``step(params, carry, x) -> (carry, 
 * ``"static"``: a Python loop over the T steps (TensorFlow's ``static_rnn``). The program holds T
   copies of the step, so tracing and compiling grow with T, and XLA may fuse across steps.
 
-Both take the same arguments and give the same outputs and gradients.
+Both take the same arguments and give the same outputs and gradients. Layer engines, which see
+the cell and not only its step, are in the other modules of :mod:`lstmjax.engines`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import numpy as np
 from lstmjax._checks import require_choice, require_positive_int
 
 Array = jax.Array
-Engine = Literal["scan", "static"]
-ENGINES: tuple[str, ...] = get_args(Engine)
+GenericEngine = Literal["scan", "static"]
+GENERIC_ENGINES: tuple[str, ...] = get_args(GenericEngine)
 Step = Callable[[Any, Any, Any], tuple[Any, Any]]
 
 
@@ -33,11 +34,13 @@ def run(
     carry: Any,
     xs: Any,
     *,
-    engine: Engine = "scan",
+    engine: GenericEngine = "scan",
     unroll: int = 1,
     lengths: Array | None = None,
     reverse: bool = False,
+    resets: Array | None = None,
     time_major: bool = True,
+    check_carry: bool = True,
 ) -> tuple[Any, Any]:
     """Run ``step`` over the time axis of ``xs``.
 
@@ -51,6 +54,9 @@ def run(
       zero, so the final carry is the carry after its last valid step (after step 0 when reversed,
       which starts at step lengths[b]-1: TF's ``reverse_sequence`` convention). A sequence of length
       0 returns its initial carry. Lengths above T count as T.
+    * ``resets``: where ``resets[t, b]`` is True, sequence b's carry is zeroed before step t (packed
+      documents, episode boundaries); the step then starts from zeros, and so does its gradient.
+      Resets at steps t >= lengths[b] are ignored, as those steps are.
 
     Args:
       step: pure function ``step(params, carry, x_t) -> (carry, y_t)`` on one time step; ``carry``
@@ -63,7 +69,11 @@ def run(
         ``"static"`` always unrolls all T steps and ignores it.
       lengths: optional ``int[B]`` valid steps per sequence.
       reverse: run from the last step to the first.
-      time_major: whether ``xs`` and the returned ``ys`` are time-major.
+      resets: optional ``bool[T, B]`` (``[B, T]`` if not ``time_major``), see above.
+      time_major: whether ``xs``, ``resets`` and the returned ``ys`` are time-major.
+      check_carry: trace one step first to check that it keeps the carry's shapes and dtypes
+        (callers that have checked their step already, as :func:`~lstmjax.engines.run_layer`,
+        turn it off).
 
     Returns:
       ``(final_carry, ys)``, ``ys`` a pytree of ``[T, B, ...]`` leaves (``[B, T, ...]`` if not
@@ -74,7 +84,7 @@ def run(
         wrong shape or outside [0, T] (checked when concrete), or a step that changes the carry's
         structure, shape or dtype.
     """
-    require_choice("engine", engine, ENGINES)
+    require_choice("engine", engine, GENERIC_ENGINES)
     require_positive_int("unroll", unroll)
     leaves = jax.tree.leaves(xs)
     if not leaves or any(jnp.ndim(leaf) < 2 for leaf in leaves):
@@ -86,20 +96,22 @@ def run(
     num_steps, batch_size = jnp.shape(jax.tree.leaves(xs)[0])[:2]
     if any(jnp.shape(leaf)[:2] != (num_steps, batch_size) for leaf in jax.tree.leaves(xs)):
         raise ValueError("all leaves of xs must share their time and batch sizes")
-    _check_carry(step, params, carry, jax.tree.map(lambda a: a[0], xs))
-    body = _masked(step, params, _checked_lengths(lengths, batch_size, num_steps))
+    if check_carry:
+        _check_carry(step, params, carry, jax.tree.map(lambda a: a[0], xs))
+    lengths = checked_lengths(lengths, batch_size, num_steps)
+    valid = None if lengths is None else (
+        jnp.arange(num_steps, dtype=jnp.int32)[:, None] < lengths[None, :])  # bool[T, B]
+    per_step = (xs, checked_resets(resets, num_steps, batch_size, time_major), valid)
+    body = guarded_step(step, params)
 
     if engine == "scan":
-        times = jnp.arange(num_steps, dtype=jnp.int32)
-        carry, ys = jax.lax.scan(
-            lambda c, inputs: body(c, *inputs), carry, (xs, times), reverse=reverse,
-            unroll=unroll,
-        )
+        carry, ys = jax.lax.scan(lambda c, inputs: body(c, *inputs), carry, per_step,
+                                 reverse=reverse, unroll=unroll)
     else:
-        inputs = _unstack(xs, num_steps)
+        inputs = _unstack(per_step, num_steps)
         outputs = [None] * num_steps
         for t in reversed(range(num_steps)) if reverse else range(num_steps):
-            carry, outputs[t] = body(carry, inputs[t], t)
+            carry, outputs[t] = body(carry, *inputs[t])
         ys = jax.tree.map(lambda *ys_t: jnp.stack(ys_t), *outputs)
 
     if not time_major:
@@ -135,27 +147,51 @@ def bidirectional(
     return (carry_fw, carry_bw), jnp.concatenate([ys_fw, ys_bw], axis=-1)
 
 
-def _masked(step: Step, params: Any, lengths: Array | None) -> Callable[[Any, Any, Any], Any]:
-    """``body(carry, x_t, t)``: ``step`` with carries frozen and outputs zeroed past ``lengths``."""
-    if lengths is None:
-        return lambda carry, x, t: step(params, carry, x)
+def _select(condition: Array, new: Any, old: Any) -> Any:
+    """``where(condition[b], new, old)`` leaf by leaf, ``condition: bool[B]``."""
+    def select(a, b):
+        return jnp.where(condition.reshape(condition.shape + (1,) * (jnp.ndim(a) - 1)), a, b)
 
-    def body(carry, x, t):
-        new_carry, y = step(params, carry, x)
-        valid = t < lengths  # bool[B]
+    return jax.tree.map(select, new, old)
 
-        def keep(new, old):
-            return jnp.where(valid.reshape(valid.shape + (1,) * (jnp.ndim(new) - 1)), new, old)
 
-        return (
-            jax.tree.map(keep, new_carry, carry),
-            jax.tree.map(lambda y_t: keep(y_t, jnp.zeros_like(y_t)), y),
-        )
+def reset_carry(carry: Any, reset: Array | None) -> Any:
+    """``carry`` with the sequences where ``reset: bool[B]`` is True set to zero."""
+    if reset is None:
+        return carry
+    return _select(reset, jax.tree.map(jnp.zeros_like, carry), carry)
+
+
+def guarded_step(step: Step, params: Any) -> Callable[..., Any]:
+    """``body(carry, x_t, reset_t, valid_t) -> (carry, y_t)``: ``step`` after zeroing the carry
+    where ``reset_t: bool[B]`` is True, keeping the carry and zeroing the output where
+    ``valid_t: bool[B]`` is False. None for either means none reset, all valid."""
+
+    def body(carry, x, reset, valid):
+        new_carry, y = step(params, reset_carry(carry, reset), x)
+        if valid is None:
+            return new_carry, y
+        return (_select(valid, new_carry, carry),
+                _select(valid, y, jax.tree.map(jnp.zeros_like, y)))
 
     return body
 
 
-def _checked_lengths(lengths: Any, batch_size: int, num_steps: int) -> Array | None:
+def checked_resets(resets: Any, num_steps: int, batch_size: int, time_major: bool) -> Array | None:
+    """``resets`` as a time-major ``bool[T, B]``, or None; a ValueError names a bad shape."""
+    if resets is None:
+        return None
+    resets = jnp.asarray(resets)
+    layout = (num_steps, batch_size) if time_major else (batch_size, num_steps)
+    if resets.shape != layout or resets.dtype != jnp.bool_:
+        raise ValueError(
+            f"resets must be bool{list(layout)} ({'time' if time_major else 'batch'}-major, "
+            f"True where a sequence starts afresh), got {resets.dtype}{list(resets.shape)}"
+        )
+    return resets if time_major else resets.T
+
+
+def checked_lengths(lengths: Any, batch_size: int, num_steps: int) -> Array | None:
     if lengths is None:
         return None
     lengths = jnp.asarray(lengths)

@@ -1,0 +1,233 @@
+"""Engines: how a recurrent layer runs over time. :data:`ENGINES` is the one place an engine is named.
+
+Two entry points:
+
+* :func:`run` (``lstmjax.engines.loop``): any pure ``step(params, carry, x) -> (carry, y)`` over
+  the time axis, with the generic engines ``"scan"`` (``lax.scan``) and ``"static"`` (a Python
+  loop). Sampling and user code use it.
+* :func:`run_layer`: one recurrent layer, given its cell. The model calls it once per layer.
+  Generic engines run the cell's step through :func:`run`; layer engines see the cell's weight
+  split and gate math (:class:`lstmjax.cells.RecurrentCell`) and may compute the layer as a
+  whole: ``"fused"`` hoists the input projection out of the loop and has a hand-written backward
+  pass. ``"auto"`` picks an engine and unroll from measurements (:mod:`lstmjax.engines.auto`).
+  A layer engine that does not support a cell or an option falls back to ``"scan"``;
+  :func:`resolve` says which engine runs and why, and the training log prints it.
+
+A new engine is one module with ``run_layer`` and ``supports`` plus one :data:`ENGINES` entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from lstmjax._checks import require_choice, require_positive_int
+from lstmjax.cells import check_layer_arguments
+from lstmjax.engines import auto, fused
+from lstmjax.engines.loop import (
+    GENERIC_ENGINES,
+    bidirectional,
+    checked_lengths,
+    checked_resets,
+    run,
+)
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSpec:
+    """An engine of :func:`run_layer`.
+
+    Attributes:
+      run_layer: ``run_layer(cell, params, carry, xs, *, lengths, reverse, resets, state_mask,
+        unroll) -> (carry, ys)`` on time-major, checked arguments.
+      supports: ``supports(cell, *, lengths, reverse, resets, state_mask) -> None`` if the engine
+        runs that cell with those options (each a bool: given or not), else the reason why not.
+      summary: one line for the docs and the benchmarks.
+    """
+
+    run_layer: Callable[..., tuple[Any, Array]]
+    supports: Callable[..., str | None]
+    summary: str
+
+
+def _generic(engine: str) -> Callable[..., tuple[Any, Array]]:
+    """A layer engine that runs the cell's step through :func:`run`."""
+
+    def run_layer(cell, params, carry, xs, *, lengths, reverse, resets, state_mask, unroll):
+        if hasattr(cell, "layer_weights"):  # split once, outside the loop
+            weights = cell.cast_weights(cell.layer_weights(params))
+
+            def step(weights, carry, x):
+                if state_mask is not None:
+                    carry = cell.mask_state(carry, state_mask)
+                return cell.step_with_weights(weights, carry, x)
+        else:
+            weights = params
+
+            def step(params, carry, x):
+                if state_mask is not None:
+                    carry = cell.mask_state(carry, state_mask)
+                return cell.step(params, carry, x)
+
+        return run(step, weights, carry, xs, engine=engine, unroll=unroll, lengths=lengths,
+                   reverse=reverse, resets=resets, check_carry=False)
+
+    return run_layer
+
+
+def _supports_all(cell: Any, **options: Any) -> None:
+    del cell, options
+
+
+ENGINES: dict[str, EngineSpec] = {
+    "scan": EngineSpec(_generic("scan"), _supports_all,
+                       "lax.scan over the cell's step (input matmul inside the loop); any cell"),
+    "static": EngineSpec(_generic("static"), _supports_all,
+                         "Python loop over the T steps (static_rnn); program grows with T"),
+    "fused": EngineSpec(fused.run_layer, fused.supports,
+                        "input matmul hoisted out of the loop, hand-written backward pass with "
+                        "the weight gradients after the loop (cuDNN's formulation)"),
+}
+"""The engine registry: name -> :class:`EngineSpec`. ``"auto"`` is not an engine but a choice
+among these (:func:`resolve`)."""
+
+ENGINE_NAMES: tuple[str, ...] = ("auto", *ENGINES)
+
+
+class EngineChoice(NamedTuple):
+    """What :func:`run_layer` runs: ``engine`` (a key of :data:`ENGINES`), its ``unroll``, and the
+    ``reason`` (``"requested"``, the auto-tuning table's entry, or why a fallback happened)."""
+
+    engine: str
+    unroll: int
+    reason: str
+
+
+def resolve(cell: Any, engine: str = "auto", *, unroll: int = 1, num_steps: int,
+            batch_size: int, backend: str | None = None, lengths: bool = False,
+            reverse: bool = False, resets: bool = False,
+            state_mask: bool = False) -> EngineChoice:
+    """The engine and unroll that :func:`run_layer` uses for ``cell`` on ``[T, B]`` inputs.
+
+    ``"auto"`` consults :func:`lstmjax.engines.auto.choose`; a named engine that does not support
+    the cell or one of the options (``lengths`` ... ``state_mask``: whether they are given) falls
+    back to ``"scan"``, with the reason. ``backend`` defaults to ``jax.default_backend()``.
+    """
+    require_choice("engine", engine, ENGINE_NAMES)
+    require_positive_int("unroll", unroll)
+    options = {"lengths": lengths, "reverse": reverse, "resets": resets, "state_mask": state_mask}
+    if engine == "auto":
+        candidates = [name for name, spec in ENGINES.items() if spec.supports(cell, **options) is None]
+        engine, unroll, reason = auto.choose(cell, backend=backend or jax.default_backend(),
+                                             num_steps=num_steps, batch_size=batch_size,
+                                             candidates=candidates)
+        return EngineChoice(engine, unroll, f"auto: {reason}")
+    why_not = ENGINES[engine].supports(cell, **options)
+    if why_not is not None:
+        return EngineChoice("scan", unroll, f"{engine} cannot run {cell!r} ({why_not}): scan instead")
+    return EngineChoice(engine, unroll, "requested")
+
+
+def run_layer(
+    cell: Any,
+    params: Any,
+    carry: Any,
+    xs: Array,
+    *,
+    engine: str = "auto",
+    unroll: int = 1,
+    lengths: Array | None = None,
+    reverse: bool = False,
+    resets: Array | None = None,
+    state_mask: Array | None = None,
+    remat_chunk: int | None = None,
+    time_major: bool = True,
+) -> tuple[Any, Array]:
+    """Run one recurrent layer of ``cell`` over the time axis of ``xs``.
+
+    Semantics are :func:`run`'s (``lengths``, ``reverse``, ``resets``), whatever the engine; all
+    engines give the same outputs, final carries and gradients (to float rounding).
+
+    Args:
+      cell: a :class:`lstmjax.cells.RecurrentCell`.
+      params: the cell's parameters, ``cell.param_shapes(I)``.
+      carry: initial carry, shaped and typed like ``cell.zero_carry(B)``.
+      xs: ``float[T, B, I]`` (``[B, T, I]`` if not ``time_major``).
+      engine: a key of :data:`ENGINES` or ``"auto"`` (see :func:`resolve`).
+      unroll: steps per loop iteration of a scan-based engine (``"auto"`` picks its own).
+      lengths: optional ``int[B]`` valid steps per sequence.
+      reverse: run from the last step to the first; outputs keep the input's time order.
+      resets: optional ``bool[T, B]``: zero the carry of sequence b before step t.
+      state_mask: optional ``float[B, P]`` recurrent-dropout mask, multiplied onto the recurrent
+        state entering every step (``cell.mask_state``; h, never c).
+      remat_chunk: if set, the window is cut into chunks of this many steps, each recomputed in the
+        backward pass (``jax.checkpoint``): memory for the per-step residuals of one chunk instead
+        of all T, at the price of a second forward pass. Must divide T.
+      time_major: layout of ``xs``, ``resets`` and the returned ``ys``.
+
+    Returns:
+      ``(final_carry, ys)`` with ``ys: [T, B, P]`` (``[B, T, P]`` if not ``time_major``).
+    """
+    if jnp.ndim(xs) != 3:
+        layout = "[T, B, I]" if time_major else "[B, T, I]"
+        raise ValueError(f"xs must be {layout}, got shape {jnp.shape(xs)}")
+    if not time_major:
+        xs = jnp.swapaxes(xs, 0, 1)
+    num_steps, batch_size = xs.shape[:2]
+    check_layer_arguments(cell, params, carry, xs[0])
+    want = jax.tree.map(lambda a: a.dtype, jax.eval_shape(lambda: cell.zero_carry(batch_size)))
+    if jax.tree.map(jnp.result_type, carry) != want:
+        raise ValueError(f"carry for {cell!r} must have the dtypes of cell.zero_carry: {want}, got "
+                         f"{jax.tree.map(jnp.result_type, carry)}")
+    lengths = checked_lengths(lengths, batch_size, num_steps)
+    resets = checked_resets(resets, num_steps, batch_size, time_major)
+    choice = resolve(cell, engine, unroll=unroll, num_steps=num_steps, batch_size=batch_size,
+                     lengths=lengths is not None, reverse=reverse, resets=resets is not None,
+                     state_mask=state_mask is not None)
+    layer = ENGINES[choice.engine].run_layer
+    options = {"reverse": reverse, "state_mask": state_mask, "unroll": choice.unroll}
+    if remat_chunk is None or remat_chunk >= num_steps:
+        carry, ys = layer(cell, params, carry, xs, lengths=lengths, resets=resets, **options)
+    else:
+        carry, ys = _in_chunks(layer, remat_chunk, cell, params, carry, xs, lengths, resets,
+                               options)
+    return carry, ys if time_major else jnp.swapaxes(ys, 0, 1)
+
+
+def _in_chunks(layer, chunk, cell, params, carry, xs, lengths, resets, options):
+    """``layer`` over ``xs`` in chunks of ``chunk`` steps, each rematerialized in the backward pass.
+
+    A loop over chunks (``lax.scan``) whose body, one chunk's ``layer`` call, is under
+    ``jax.checkpoint``: only the carries between chunks are saved.
+    """
+    require_positive_int("remat_chunk", chunk)
+    num_steps, batch_size = xs.shape[:2]
+    if num_steps % chunk:
+        raise ValueError(f"remat_chunk={chunk} must divide the window's T={num_steps} steps; "
+                         f"choose a divisor of {num_steps}")
+    num_chunks = num_steps // chunk
+
+    def split(a):  # [T, ...] -> [T / chunk, chunk, ...]
+        return None if a is None else a.reshape(num_chunks, chunk, *a.shape[1:])
+
+    @jax.checkpoint
+    def one_chunk(carry, inputs):
+        xs_chunk, resets_chunk, start = inputs
+        chunk_lengths = None if lengths is None else jnp.clip(lengths - start, 0, chunk)
+        return layer(cell, params, carry, xs_chunk, lengths=chunk_lengths, resets=resets_chunk,
+                     **options)
+
+    starts = jnp.arange(num_chunks, dtype=jnp.int32) * chunk
+    carry, ys = jax.lax.scan(one_chunk, carry, (split(xs), split(resets), starts),
+                             reverse=options["reverse"])
+    return carry, ys.reshape(num_steps, batch_size, *ys.shape[3:])
+
+
+__all__ = ["ENGINES", "ENGINE_NAMES", "GENERIC_ENGINES", "EngineChoice", "EngineSpec",
+           "bidirectional", "resolve", "run", "run_layer"]

@@ -1,0 +1,38 @@
+"""``engine="auto"``: the engine and unroll for a layer, from measurements committed here.
+
+:data:`MEASURED` holds, per backend, the engine that trained fastest in
+``benchmarks/results/<backend>/throughput.json`` (``python -m benchmarks.throughput``; the
+numbers and the command are in ``benchmarks/results/README.md``) and the unroll that won for each
+range of hidden sizes. On a backend with no measurement yet, "auto" takes the CPU's choice and
+says so in its reason, which the training log prints: the choice is never silent. The table is
+the whole of the rule, so the choice is deterministic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# backend -> (engine, [(largest hidden size, unroll), ...]) from that backend's throughput runs.
+MEASURED: dict[str, tuple[str, list[tuple[int, int]]]] = {
+    "cpu": ("fused", [(10**9, 1)]),
+}
+FALLBACK_BACKEND = "cpu"
+
+
+def choose(cell: Any, *, backend: str, num_steps: int, batch_size: int,
+           candidates: list[str]) -> tuple[str, int, str]:
+    """``(engine, unroll, reason)`` for ``cell`` on ``[num_steps, batch_size]`` inputs.
+
+    ``candidates`` are the engines that support the cell and options (registry order); if the
+    measured engine is not among them, the first candidate runs ("scan").
+    """
+    del batch_size
+    source = backend if backend in MEASURED else FALLBACK_BACKEND
+    engine, unrolls = MEASURED[source]
+    note = f"measured on {source}" if source == backend else (
+        f"no measurement on {backend} yet; the {source} table's choice")
+    if engine not in candidates:
+        return candidates[0], 1, f"{engine} ({note}) cannot run {cell!r}: {candidates[0]}"
+    unroll = next(u for largest, u in unrolls if cell.hidden_size <= largest)
+    unroll = max(1, min(unroll, num_steps))
+    return engine, unroll, f"{engine} unroll={unroll} ({note})"

@@ -1,0 +1,162 @@
+"""Engine "fused": a recurrent layer computed as cuDNN computes it, in JAX.
+
+Forward: the input projection of all T steps is one matmul, ``x_proj = xs @ W_x + b`` over the
+``T * B`` rows (``[T, B, I] @ [I, G]``); the loop then carries only the recurrent matmuls and
+the gate math (the cell's ``update``).
+
+Backward (a ``jax.custom_vjp``): a reverse loop that computes only the recurrent cotangents. Per
+step it differentiates the gate math, replaying the recurrent matmul outputs saved by the forward
+loop (so no matmul is recomputed), and sends ``d_out @ W_h^T`` back to the previous state. The
+weight gradients are not accumulated in the loop: the loop emits each recurrent matmul's input
+and output cotangent per step, and after it ``dW_h = lhs^T @ d_out``, ``dW_x = xs^T @ d_x_proj``,
+``db = sum(d_x_proj)`` and ``dxs = d_x_proj @ W_x^T`` are one matmul (or sum) each over the
+``T * B`` rows. The small parameters (peepholes, layer-norm scales and shifts, GRU's recurrent
+bias) get one cotangent per step, summed after the loop.
+
+Saved for the backward pass, per step: the carry entering it and the outputs of its recurrent
+matmuls, besides ``x_proj`` (``[T, B, G]``); the gate activations are recomputed from them, an
+elementwise cost (see ``benchmarks/NOTES.md`` for the measurements behind that choice).
+
+Supports every cell of :mod:`lstmjax.cells` with all their options, initial carries and their
+gradients, ``lengths``, ``reverse``, ``resets`` and the recurrent-dropout ``state_mask``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from lstmjax.cells import LayerWeights
+from lstmjax.engines.loop import guarded_step
+
+Array = jax.Array
+_PROTOCOL = ("layer_weights", "cast_weights", "update", "project_inputs", "matmul", "mask_state")
+
+
+def supports(cell: Any, **options: Any) -> str | None:
+    """None if this engine runs ``cell`` (any options), else the reason it cannot."""
+    del options
+    missing = [name for name in _PROTOCOL if not hasattr(cell, name)]
+    if missing:
+        return f"{type(cell).__name__} lacks the layer protocol's {missing}"
+    return None
+
+
+def run_layer(cell: Any, params: Any, carry: Any, xs: Array, *, lengths: Array | None,
+              reverse: bool, resets: Array | None, state_mask: Array | None,
+              unroll: int) -> tuple[Any, Array]:
+    """One layer over ``xs: [T, B, I]`` (time-major); ``(final_carry, ys: [T, B, P])``.
+
+    Arguments as :func:`lstmjax.engines.run_layer`, checked by it.
+    """
+    weights = cell.cast_weights(cell.layer_weights(params))
+    num_steps = xs.shape[0]
+    valid = None if lengths is None else (
+        jnp.arange(num_steps, dtype=jnp.int32)[:, None] < lengths[None, :])  # bool[T, B]
+    return _fused(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mask)
+
+
+def _guarded_update(cell: Any, other: Any, state_mask: Array | None, recurrent: Any):
+    """The cell's step on projected inputs, as the generic loop guards it (resets, lengths)."""
+
+    def step(_, carry, x_proj):
+        if state_mask is not None:
+            carry = cell.mask_state(carry, state_mask)
+        new_carry, y = cell.update(other, carry, x_proj, recurrent)
+        return new_carry, y.astype(cell.dtype)
+
+    return guarded_step(step, None)
+
+
+def _forward(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mask):
+    """The forward pass; also returns the per-step residuals of the backward pass."""
+    x_proj = cell.project_inputs(weights, xs)  # [T, B, G]: one matmul over the T * B rows
+
+    def body(carry, inputs):
+        x_proj_t, reset_t, valid_t = inputs
+        outputs = {}
+
+        def recurrent(lhs, name):
+            outputs[name] = cell.matmul(lhs, weights.recurrent[name])
+            return outputs[name]
+
+        step = _guarded_update(cell, weights.other, state_mask, recurrent)
+        new_carry, y = step(carry, x_proj_t, reset_t, valid_t)
+        return new_carry, (y, carry, outputs)
+
+    final, (ys, carries, outputs) = jax.lax.scan(
+        body, carry, (x_proj, resets, valid), reverse=reverse, unroll=unroll)
+    return (final, ys), (weights, xs, x_proj, carries, outputs, valid, resets, state_mask)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _fused(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mask):
+    return _forward(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mask)[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _replay(cell, lhs, output, kernel):
+    """``lhs @ kernel`` as the forward pass computed it (``output``); its VJP sends ``d @ kernel^T``
+    to ``lhs`` and ``d`` itself to ``output``, so the caller collects each step's cotangent."""
+    del lhs, kernel
+    return output
+
+
+def _replay_forward(cell, lhs, output, kernel):
+    del lhs
+    return output, kernel
+
+
+def _replay_backward(cell, kernel, cotangent):
+    return cell.matmul(cotangent, kernel.T), cotangent, None
+
+
+_replay.defvjp(_replay_forward, _replay_backward)
+
+
+def _backward(cell, reverse, unroll, residuals, cotangents):
+    weights, xs, x_proj, carries, outputs, valid, resets, state_mask = residuals
+    d_final, d_ys = cotangents
+
+    def body(d_carry, inputs):
+        carry, x_proj_t, outputs_t, reset_t, valid_t, d_y = inputs
+
+        def replayed_step(other, carry, x_proj_t, outputs_t):
+            lhs = {}
+
+            def recurrent(operand, name):
+                lhs[name] = operand
+                return _replay(cell, operand, outputs_t[name], weights.recurrent[name])
+
+            step = _guarded_update(cell, other, state_mask, recurrent)
+            return step(carry, x_proj_t, reset_t, valid_t), lhs
+
+        _, pullback, lhs = jax.vjp(replayed_step, weights.other, carry, x_proj_t, outputs_t,
+                                   has_aux=True)
+        d_other, d_previous, d_x_proj, d_outputs = pullback((d_carry, d_y))
+        return d_previous, (d_other, d_x_proj, d_outputs, lhs)
+
+    d_carry, (d_other, d_x_proj, d_outputs, lhs) = jax.lax.scan(
+        body, d_final, (carries, x_proj, outputs, resets, valid, d_ys),
+        reverse=not reverse, unroll=unroll)
+
+    def rows(a):  # [T, B, F] -> [T * B, F]
+        return a.reshape(-1, a.shape[-1])
+
+    d_x_proj_rows = rows(d_x_proj)
+    d_weights = LayerWeights(
+        input_kernel=cell.matmul(rows(xs).T, d_x_proj_rows).astype(weights.input_kernel.dtype),
+        input_bias=None if weights.input_bias is None else
+        jnp.sum(d_x_proj_rows, axis=0).astype(weights.input_bias.dtype),
+        recurrent={name: cell.matmul(rows(lhs[name]).T, rows(d_outputs[name])).astype(kernel.dtype)
+                   for name, kernel in weights.recurrent.items()},
+        other=jax.tree.map(lambda d, w: jnp.sum(d, axis=0).astype(w.dtype), d_other, weights.other),
+    )
+    d_xs = cell.matmul(d_x_proj_rows, weights.input_kernel.T).reshape(xs.shape).astype(xs.dtype)
+    return d_weights, d_carry, d_xs, None, None, None
+
+
+_fused.defvjp(_forward, _backward)
