@@ -8,11 +8,12 @@ the final state of one step is the initial state of the next, cut from the gradi
 BPTT, as lstmjax's train step does).
 
 ``PEERS`` maps a row label to a factory ``factory(shape, *, precision="float32", seed=0) ->
-Runner``; :func:`lstmjax_runner` and ``LSTMJAX`` build lstmjax's own rows. A factory builds the
+Runner``; :func:`lstmjax_runner` and ``LSTMJAX`` build lstmjax's own rows, one per engine of the
+registry (``lstmjax.engines.ENGINE_NAMES``, named by :func:`lstmjax_label`). A factory builds the
 model, the optimizer, the batch and the zero state; nothing is traced or compiled before the
 first ``runner.step()``, which the benchmarks time separately. A factory whose library is missing,
 or that needs a GPU, raises :class:`~benchmarks.report.Unavailable` saying why, so every import
-here but jax, flax and optax is optional.
+here but jax, flax, optax and lstmjax is optional.
 
 ``precision`` is ``"float32"`` (no TF32) or ``"tf32"``. The JAX rows (lstmjax, flax, jax cuDNN,
 Keras on JAX) ignore it and follow ``jax_default_matmul_precision``, which the benchmark driver
@@ -45,8 +46,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import lstmjax
 from benchmarks.report import Runner, Unavailable
 from benchmarks.shapes import Shape
+from lstmjax import train as train_lib
+from lstmjax.engines import ENGINE_NAMES
+from lstmjax.model import resolve_engines
+from lstmjax.optim import make_optimizer
 
 LEARNING_RATE = 1e-3
 MAX_GRAD_NORM = 5.0
@@ -124,18 +130,58 @@ def _mean_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
 # ---------------------------------------------------------------------------------------------
 
 
-def lstmjax_train_step(shape: Shape, *, engine: str, unroll: int = 1, seed: int = 0):
+def lstmjax_label(engine: str, *, unroll: int = 1, remat_chunk: int | None = None) -> str:
+    """The name of an lstmjax configuration: ``"scan"``, ``"scan unroll=8"``, ``"fused remat=100"``.
+
+    A benchmark row of lstmjax is ``"lstmjax " + label``; :func:`parse_lstmjax_label` reads it back.
+    """
+    options = [f"unroll={unroll}"] if unroll != 1 else []
+    options += [f"remat={remat_chunk}"] if remat_chunk is not None else []
+    return " ".join([engine, *options])
+
+
+def parse_lstmjax_label(label: str) -> dict[str, Any]:
+    """``{"engine", "unroll", "remat_chunk"}`` of a :func:`lstmjax_label` (``"scan unroll=8"``).
+
+    Raises:
+      ValueError: the engine is not in ``lstmjax.engines.ENGINE_NAMES``, or an option is not
+        ``unroll=K`` or ``remat=K`` with K a positive integer.
+    """
+    engine, *options = label.split() or [""]
+    if engine not in ENGINE_NAMES:
+        raise ValueError(f"unknown engine {engine!r} in {label!r}: expected one of {ENGINE_NAMES}")
+    parsed = {"engine": engine, "unroll": 1, "remat_chunk": None}
+    keys = {"unroll": "unroll", "remat": "remat_chunk"}
+    for option in options:
+        key, _, value = option.partition("=")
+        if key not in keys or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"unknown option {option!r} in {label!r}: expected unroll=K or "
+                             "remat=K with K a positive integer")
+        parsed[keys[key]] = int(value)
+    return parsed
+
+
+def lstmjax_labels(unroll: int) -> list[str]:
+    """The lstmjax configurations every benchmark measures: each name of ``ENGINE_NAMES`` (the
+    registry's engines and ``"auto"``), then ``scan`` with ``unroll`` steps per iteration."""
+    return [*ENGINE_NAMES, lstmjax_label("scan", unroll=unroll)]
+
+
+def lstmjax_config(shape: Shape, *, engine: str, unroll: int = 1,
+                   remat_chunk: int | None = None):
+    """The ``lstmjax.ModelConfig`` of the benchmark model with that engine, unroll and remat."""
+    return lstmjax.ModelConfig(vocab_size=shape.vocab_size, hidden_size=shape.hidden_size,
+                               num_layers=shape.num_layers, engine=engine, unroll=unroll,
+                               remat_chunk=remat_chunk, forget_bias=0.0)
+
+
+def lstmjax_train_step(shape: Shape, *, engine: str, unroll: int = 1,
+                       remat_chunk: int | None = None, seed: int = 0):
     """lstmjax's jitted train step for the benchmark model, and its first arguments.
 
     Returns ``(train_step, (state, carry, inputs, targets))``; the step donates state and carry.
     """
-    import lstmjax
-    from lstmjax import train as train_lib
-    from lstmjax.optim import make_optimizer
-
-    config = lstmjax.ModelConfig(vocab_size=shape.vocab_size, hidden_size=shape.hidden_size,
-                                 num_layers=shape.num_layers, engine=engine, unroll=unroll,
-                                 forget_bias=0.0)
+    config = lstmjax_config(shape, engine=engine, unroll=unroll, remat_chunk=remat_chunk)
     model = lstmjax.RNNLanguageModel(config)
     optimizer, schedule = make_optimizer(
         lstmjax.OptimConfig(optimizer="adam", learning_rate=LEARNING_RATE,
@@ -147,15 +193,17 @@ def lstmjax_train_step(shape: Shape, *, engine: str, unroll: int = 1, seed: int 
     return train_step, (state, lstmjax.zero_carry(config, shape.batch_size), inputs, targets)
 
 
-def lstmjax_runner(shape: Shape, *, engine: str, unroll: int = 1, precision: str = "float32",
-                   seed: int = 0) -> Runner:
-    """lstmjax's own train step (``lstmjax.train.make_train_step``) with ``engine`` and ``unroll``.
+def lstmjax_runner(shape: Shape, *, engine: str, unroll: int = 1, remat_chunk: int | None = None,
+                   precision: str = "float32", seed: int = 0) -> Runner:
+    """lstmjax's own train step (``lstmjax.train.make_train_step``) with ``engine``, ``unroll``
+    and ``remat_chunk`` (``ModelConfig``'s). The notes say what runs (:func:`_lstmjax_notes`).
 
     ``precision`` is unused: the driver's ``jax_default_matmul_precision`` governs.
     """
     del precision
-    train_step, (train_state, carry, inputs, targets) = lstmjax_train_step(
-        shape, engine=engine, unroll=unroll, seed=seed)
+    options = {"engine": engine, "unroll": unroll, "remat_chunk": remat_chunk}
+    train_step, (train_state, carry, inputs, targets) = lstmjax_train_step(shape, **options,
+                                                                           seed=seed)
     state = {"train": train_state, "carry": carry}
 
     def train():
@@ -165,16 +213,30 @@ def lstmjax_runner(shape: Shape, *, engine: str, unroll: int = 1, precision: str
         jax.block_until_ready((state["train"], state["carry"], metrics))
         return metrics["loss"]
 
-    name = f"lstmjax {engine}" + (f" unroll={unroll}" if unroll != 1 else "")
-    notes = f"engine={engine}" + (f", unroll={unroll}" if unroll != 1 else "")
-    return Runner(name, TrainStep(train, lambda: _flatten(state["train"].params)), notes)
+    return Runner(f"lstmjax {lstmjax_label(**options)}",
+                  TrainStep(train, lambda: _flatten(state["train"].params)),
+                  _lstmjax_notes(shape, **options))
 
 
+def _lstmjax_notes(shape: Shape, **options: Any) -> str:
+    """``engine=...`` (and ``unroll=``, ``remat=``) as asked, then, where ``resolve_engines``
+    does not just run the request (``"auto"``, a fallback), the engine each layer runs and why."""
+    config = lstmjax_config(shape, **options)
+    notes = [f"engine={config.engine}"]
+    notes += [f"unroll={config.unroll}"] if config.unroll != 1 else []
+    notes += [f"remat={config.remat_chunk}"] if config.remat_chunk is not None else []
+    choices = resolve_engines(config, batch_size=shape.batch_size, seq_len=shape.seq_len)
+    notes += [f"runs {choice.engine} unroll={choice.unroll} ({choice.reason})"
+              for choice in dict.fromkeys(choices) if choice.reason != "requested"]
+    return ", ".join(notes)
+
+
+LSTMJAX_UNROLL = 8  # the unroll of LSTMJAX's unrolled scan row
 LSTMJAX: dict[str, Callable[..., Runner]] = {
-    "lstmjax scan": functools.partial(lstmjax_runner, engine="scan"),
-    "lstmjax scan unroll=8": functools.partial(lstmjax_runner, engine="scan", unroll=8),
-    "lstmjax static": functools.partial(lstmjax_runner, engine="static"),
+    f"lstmjax {label}": functools.partial(lstmjax_runner, **parse_lstmjax_label(label))
+    for label in lstmjax_labels(LSTMJAX_UNROLL)
 }
+"""lstmjax's rows, ``"lstmjax <label>"`` for each of :func:`lstmjax_labels`, as factories."""
 
 
 # ---------------------------------------------------------------------------------------------

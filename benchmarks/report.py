@@ -1,7 +1,10 @@
-"""What every benchmark shares: the runner contract, timing, the environment record, JSON and tables.
+"""What every benchmark shares: the runner contract, timing, memory, one process per measurement,
+the environment record, JSON and tables.
 
 A *runner* is one implementation of one training step (lstmjax's engines or a peer library) on
 one shape. Benchmarks time ``runner.step()``, which returns only once the device has finished.
+Each measurement runs in a fresh process (:func:`run_measurement`), so that no compiled program,
+cache or memory peak of one leaks into the next.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ import importlib.metadata
 import json
 import pathlib
 import platform
+import re
 import resource
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -72,6 +78,69 @@ def peak_memory_bytes() -> dict[str, int | None]:
             device_peak = torch.cuda.max_memory_allocated()
     host_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"device_peak_bytes": device_peak, "host_peak_bytes": host_kib * 1024}
+
+
+def peak_of(memory: dict[str, int | None]) -> tuple[int, str]:
+    """``(bytes, kind)`` of a :func:`peak_memory_bytes` record (or a row holding one): the device
+    peak (kind ``"device"``) where there is one, else the host's (``"host RSS"``)."""
+    if memory.get("device_peak_bytes") is not None:
+        return memory["device_peak_bytes"], "device"
+    return memory["host_peak_bytes"], "host RSS"
+
+
+class MeasurementFailed(RuntimeError):
+    """A measurement's process exited with an error.
+
+    ``str()`` says why in one line (the exception line of its stderr, or the signal that killed
+    it); ``log`` is the tail of its stderr.
+    """
+
+    def __init__(self, summary: str, log: str):
+        super().__init__(summary)
+        self.log = log
+
+
+def run_measurement(module: str, arguments: Sequence[str], *, timeout: float) -> dict[str, Any]:
+    """Run ``python -m module *arguments`` in a fresh process, from the repository root, and return
+    the JSON object on the last line of its stdout (a benchmark's ``--one`` mode prints one).
+
+    Raises:
+      subprocess.TimeoutExpired: it ran past ``timeout`` seconds (and was killed).
+      MeasurementFailed: it exited with an error, or was killed (e.g. out of memory).
+    """
+    command = [sys.executable, "-m", module, *arguments]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          cwd=REPO_ROOT)
+    if done.returncode != 0:
+        raise MeasurementFailed(_how_it_failed(done), done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _how_it_failed(done: subprocess.CompletedProcess) -> str:
+    """The signal that killed the process, else the last exception line of its stderr (JAX prints
+    a note after it), else its last line, else its exit status."""
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        return f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    exceptions = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    return (exceptions or lines or [f"exit status {done.returncode}"])[-1]
+
+
+_EXCEPTION_LINE = re.compile(r"[\w.]*(Error|Exception|Exit|Interrupt)\b")  # "ValueError: ..."
+
+
+def measure_row(row: dict[str, Any], module: str, arguments: Sequence[str], *,
+                timeout: float) -> dict[str, Any]:
+    """:func:`run_measurement`'s row, or ``row`` saying why there is none: ``"unavailable": "did
+    not finish in N s"`` if it timed out, ``"failed": ...`` (:class:`MeasurementFailed`) if it
+    failed."""
+    try:
+        return run_measurement(module, arguments, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**row, "unavailable": f"did not finish in {timeout:g} s"}
+    except MeasurementFailed as error:
+        return {**row, "failed": str(error)}
 
 
 def environment() -> dict[str, Any]:

@@ -1,13 +1,15 @@
 """Training throughput: tokens per second, step time and peak memory on the recipe shapes.
 
-Rows: lstmjax's engines (``scan``, ``scan`` with ``--unroll`` steps per iteration, ``static``)
-and the tools a user would pick instead (:mod:`benchmarks.peers`: flax ``nn.RNN``,
-``jax.experimental.rnn`` on cuDNN, ``torch.nn.LSTM``, Keras 3, TensorFlow), all training the same
-model: embedding, LSTM stack, dense, softmax cross-entropy, clip + Adam. A peer that cannot run
-here (missing library, needs a GPU) gets a row that says why. Each measurement runs in a fresh
-process: the first call (compile included) is timed apart, then the median of ``--steps`` steps
-after ``--warmup``, each ending with the device synchronized. Matmuls run in full float32 by
-default (``--precision``; TF32 changes speed and results alike).
+Rows: lstmjax, one per name of its engine registry (``lstmjax.engines.ENGINE_NAMES``: ``auto``,
+whose notes name the engine it resolved to, then each engine) plus ``scan`` with ``--unroll``
+steps per iteration; then the tools a user would pick instead (:mod:`benchmarks.peers`: flax
+``nn.RNN``, ``jax.experimental.rnn`` on cuDNN, ``torch.nn.LSTM``, Keras 3, TensorFlow). All train
+the same model: embedding, LSTM stack, dense, softmax cross-entropy, clip + Adam. A peer that
+cannot run here (missing library, needs a GPU) gets a row that says why. Each measurement runs in
+a fresh process: the first call (compile included) is timed apart, then the median of
+``--steps`` steps after ``--warmup``, each ending with the device synchronized. Matmuls run in
+full float32 by default (``--precision``; TF32 changes speed and results alike). The table gives
+each row's tokens/s as a ratio to ``lstmjax scan``'s and to ``torch nn.LSTM``'s on the same shape.
 
     python -m benchmarks.throughput                  # every shape and runner, results/<backend>/
     python -m benchmarks.throughput --quick          # seconds
@@ -17,34 +19,49 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 
 from benchmarks import report
 from benchmarks.shapes import QUICK_SHAPES, SHAPES
 
 STATIC_CAP = 200  # longest window unrolled statically (lstmjax and TF): its build grows with T
+LSTMJAX_PREFIX = "lstmjax "  # lstmjax's rows are the prefix and a benchmarks.peers.lstmjax_label
+RATIOS = {"x lstmjax scan": "lstmjax scan", "x torch": "torch nn.LSTM"}  # table column: its row
 
 
 def runner_names(unroll: int) -> list[str]:
-    from benchmarks.peers import PEERS
+    """Every row: ``"lstmjax <label>"`` for each engine of lstmjax's registry (``"auto"``
+    included) and for scan with ``unroll`` (:func:`benchmarks.peers.lstmjax_labels`), then the
+    peers."""
+    from benchmarks.peers import PEERS, lstmjax_labels
 
-    return ["lstmjax scan", f"lstmjax scan unroll={unroll}", "lstmjax static", *PEERS]
+    return [LSTMJAX_PREFIX + label for label in lstmjax_labels(unroll)] + list(PEERS)
 
 
-def make_runner(name: str, shape, *, unroll: int, precision: str) -> report.Runner:
-    from benchmarks.peers import PEERS, lstmjax_runner
+def check_runner_name(name: str) -> None:
+    """Raise ValueError unless ``name`` is a peer or ``"lstmjax <label>"``: an engine name with
+    optional ``unroll=K`` and ``remat=K`` (:func:`benchmarks.peers.parse_lstmjax_label`)."""
+    from benchmarks.peers import PEERS, parse_lstmjax_label
+
+    if name.startswith(LSTMJAX_PREFIX):
+        parse_lstmjax_label(name.removeprefix(LSTMJAX_PREFIX))
+    elif name not in PEERS:
+        raise ValueError(f"unknown runner {name!r}: expected 'lstmjax <engine> [unroll=K] "
+                         f"[remat=K]' or one of {list(PEERS)}")
+
+
+def make_runner(name: str, shape, *, precision: str) -> report.Runner:
+    """The runner of the row ``name`` (see :func:`check_runner_name`) on ``shape``."""
+    from benchmarks.peers import PEERS, lstmjax_runner, parse_lstmjax_label
 
     if "static" in name and shape.seq_len > STATIC_CAP:
         raise report.Unavailable(f"static unrolling capped at T={STATIC_CAP}")
-    if name.startswith("lstmjax "):
-        engine = "static" if name.endswith("static") else "scan"
-        return lstmjax_runner(shape, engine=engine, unroll=unroll if "unroll" in name else 1,
+    if name.startswith(LSTMJAX_PREFIX):
+        return lstmjax_runner(shape, **parse_lstmjax_label(name.removeprefix(LSTMJAX_PREFIX)),
                               precision=precision)
     return PEERS[name](shape, precision=precision)
 
 
-def measure(shape_name: str, runner_name: str, *, unroll: int, precision: str, warmup: int,
+def measure(shape_name: str, runner_name: str, *, precision: str, warmup: int,
             steps: int) -> dict:
     """One runner on one shape, in this process."""
     import jax
@@ -55,7 +72,7 @@ def measure(shape_name: str, runner_name: str, *, unroll: int, precision: str, w
     shape = {**SHAPES, **QUICK_SHAPES}[shape_name]
     row = {"shape": shape_name, "runner": runner_name}
     try:
-        runner = make_runner(runner_name, shape, unroll=unroll, precision=precision)
+        runner = make_runner(runner_name, shape, precision=precision)
     except report.Unavailable as why:
         return {**row, "unavailable": str(why)}
     with jax.numpy_dtype_promotion("standard"):
@@ -65,26 +82,21 @@ def measure(shape_name: str, runner_name: str, *, unroll: int, precision: str, w
 
 
 def _measure_in_subprocess(args, shape_name: str, runner_name: str) -> dict:
-    command = [sys.executable, "-m", "benchmarks.throughput", "--one", shape_name, runner_name,
-               "--unroll", str(args.unroll), "--precision", args.precision, "--warmup",
-               str(args.warmup), "--steps", str(args.steps)]
-    row = {"shape": shape_name, "runner": runner_name}
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
-                              check=True, cwd=report.REPO_ROOT)
-    except subprocess.TimeoutExpired:
-        return {**row, "unavailable": f"did not finish in {args.timeout} s"}
-    except subprocess.CalledProcessError as error:
-        return {**row, "failed": error.stderr.strip().splitlines()[-1] if error.stderr else "?"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    arguments = ["--one", shape_name, runner_name, "--precision", args.precision, "--warmup",
+                 str(args.warmup), "--steps", str(args.steps)]
+    return report.measure_row({"shape": shape_name, "runner": runner_name},
+                              "benchmarks.throughput", arguments, timeout=args.timeout)
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes, few steps: seconds")
     parser.add_argument("--shapes", nargs="+", default=None, help=f"subset of {list(SHAPES)}")
-    parser.add_argument("--runners", nargs="+", default=None, help="subset of the row names")
-    parser.add_argument("--unroll", type=int, default=8, help="unroll of the unrolled scan row")
+    parser.add_argument("--runners", nargs="+", default=None,
+                        help="row names (default all): peers, and 'lstmjax <engine> [unroll=K] "
+                        "[remat=K]' for any engine of lstmjax's registry or auto")
+    parser.add_argument("--unroll", type=int, default=8,
+                        help="unroll of the 'lstmjax scan unroll=K' row (default 8)")
     parser.add_argument("--precision", default="float32", choices=["float32", "tf32"])
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20, help="timed steps (the median is kept)")
@@ -93,13 +105,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--one", nargs=2, metavar=("SHAPE", "RUNNER"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(measure(*args.one, unroll=args.unroll, precision=args.precision,
-                                 warmup=args.warmup, steps=args.steps)))
+        print(json.dumps(measure(*args.one, precision=args.precision, warmup=args.warmup,
+                                 steps=args.steps)))
         return {}
     if args.quick:
         args.warmup, args.steps, args.unroll = 1, 2, 2
     shapes = args.shapes or list(QUICK_SHAPES if args.quick else SHAPES)
     runners = args.runners or runner_names(args.unroll)
+    for name in runners:
+        try:
+            check_runner_name(name)
+        except ValueError as error:
+            parser.error(str(error))
 
     import jax
 
@@ -128,24 +145,30 @@ def _describe(row: dict) -> str:
 
 
 def table(record: dict) -> str:
-    """Markdown: one row per (shape, runner): tokens/s, step ms, first call s, peak memory MiB."""
-    scan = {row["shape"]: row["tokens_per_s"] for row in record["rows"]
-            if row["runner"] == "lstmjax scan" and "tokens_per_s" in row}
+    """Markdown: one row per (shape, runner): tokens/s, its ratio to lstmjax scan's and to torch's
+    on the same shape, step ms, first call s, peak memory MiB."""
+    bases = [_tokens_per_s(record, runner) for runner in RATIOS.values()]
     rows = []
     for row in record["rows"]:
         if "tokens_per_s" not in row:
             why = row.get("unavailable") or f"failed: {row.get('failed')}"
-            rows.append([row["shape"], row["runner"], None, None, None, None, None, why])
+            rows.append([row["shape"], row["runner"], *[None] * (4 + len(bases)), why])
             continue
-        memory = row["device_peak_bytes"] or row["host_peak_bytes"]
-        kind = "device" if row["device_peak_bytes"] else "host RSS"
-        ratio = row["tokens_per_s"] / scan[row["shape"]] if row["shape"] in scan else None
-        rows.append([row["shape"], row["runner"], round(row["tokens_per_s"]), ratio,
+        memory, kind = report.peak_of(row)
+        ratios = [row["tokens_per_s"] / base[row["shape"]] if row["shape"] in base else None
+                  for base in bases]
+        rows.append([row["shape"], row["runner"], round(row["tokens_per_s"]), *ratios,
                      row["median_step_s"] * 1e3, row["first_call_s"],
                      f"{memory / 2**20:.0f} ({kind})", row["notes"]])
     return report.markdown_table(
-        ["shape", "runner", "tokens/s", "x lstmjax scan", "step ms", "first call s", "peak MiB",
-         "notes"], rows)
+        ["shape", "runner", "tokens/s", *RATIOS, "step ms", "first call s", "peak MiB", "notes"],
+        rows)
+
+
+def _tokens_per_s(record: dict, runner: str) -> dict[str, float]:
+    """``{shape: tokens/s}`` of ``runner``'s measured rows."""
+    return {row["shape"]: row["tokens_per_s"] for row in record["rows"]
+            if row["runner"] == runner and "tokens_per_s" in row}
 
 
 if __name__ == "__main__":

@@ -1,36 +1,125 @@
-"""The benchmark scripts in --quick mode, end to end, so they never rot: JSON, table, plots."""
+"""The benchmark scripts in --quick mode, end to end, so they never rot: JSON, table, plots.
+
+Each script runs once per module (fixtures), in one folder that the plot test then draws; their
+measurement processes compile with XLA's optimizations turned down, as the rest of the suite does.
+"""
 
 import json
 
-from benchmarks import compile_time, plot, throughput
+import pytest
+
+from benchmarks import compile_time, memory, peers, plot, report, throughput
+from benchmarks.shapes import QUICK_SHAPES
+from lstmjax.engines import ENGINE_NAMES
+from lstmjax.model import resolve_engines
 
 
-def test_compile_time_quick_writes_json_and_table(tmp_path, capsys):
-    record = compile_time.main(["--quick", "--seq-lens", "3", "--out", str(tmp_path / "ct.json")])
-    engines = [(row["engine"], row["unroll"]) for row in record["rows"]]
-    assert engines == [("static", 1), ("scan", 1), ("scan", 2)]
-    for row in record["rows"]:
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")  # read by the subprocesses' jax
+        yield tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture(scope="module")
+def compile_record(folder):
+    return compile_time.main(["--quick", "--seq-lens", "3", "--engines", "auto", "scan unroll=2",
+                              "static", "--static-cap", "2", "--out", str(folder / "ct.json")])
+
+
+@pytest.fixture(scope="module")
+def throughput_record(folder):
+    runners = ["lstmjax scan", "lstmjax auto", "jax cuDNN", "torch nn.LSTM"]
+    return throughput.main(["--quick", "--shapes", "quick-word", "--runners", *runners,
+                            "--out", str(folder / "tp.json")])
+
+
+@pytest.fixture(scope="module")
+def memory_record(folder):
+    return memory.main(["--quick", "--out", str(folder / "memory.json")])
+
+
+def test_lstmjax_rows_come_from_the_engine_registry():
+    assert peers.lstmjax_labels(2) == [*ENGINE_NAMES, "scan unroll=2"]
+    assert throughput.runner_names(2) == [
+        *(f"lstmjax {name}" for name in ENGINE_NAMES), "lstmjax scan unroll=2", *peers.PEERS]
+    assert list(peers.LSTMJAX) == [f"lstmjax {label}" for label in peers.lstmjax_labels(8)]
+
+
+def test_labels_parse_back():
+    options = peers.parse_lstmjax_label("fused unroll=4 remat=10")
+    assert options == {"engine": "fused", "unroll": 4, "remat_chunk": 10}
+    assert peers.lstmjax_label(**options) == "fused unroll=4 remat=10"
+    assert peers.parse_lstmjax_label("auto") == {"engine": "auto", "unroll": 1, "remat_chunk": None}
+    for bad in ["gru", "scan unrol=2", "scan remat=0", ""]:
+        with pytest.raises(ValueError):
+            peers.parse_lstmjax_label(bad)
+    for argv in (["--runners", "lstmjax gru"], ["--runners", "nope"]):
+        with pytest.raises(SystemExit):
+            throughput.main(["--quick", *argv])
+    with pytest.raises(SystemExit):
+        compile_time.main(["--quick", "--engines", "scan unroll=x"])
+    with pytest.raises(SystemExit):
+        memory.main(["--quick", "--remat-chunk", "7"])  # does not divide T=40
+
+
+def _timeit_row(statement: str, timeout: float = 60) -> dict:
+    """``measure_row`` of a process running ``statement`` (``python -m timeit``), which prints no
+    JSON: only its failures make rows."""
+    return report.measure_row({"runner": "x"}, "timeit", ["-n1", "-r1", statement],
+                              timeout=timeout)
+
+
+def test_a_failed_killed_or_slow_measurement_is_a_row():
+    assert _timeit_row("raise ValueError('no')") == {"runner": "x", "failed": "ValueError: no"}
+    killed = _timeit_row("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    assert killed["failed"] == "killed by SIGKILL (out of memory?)"
+    slow = _timeit_row("import time; time.sleep(30)", timeout=0.5)
+    assert slow == {"runner": "x", "unavailable": "did not finish in 0.5 s"}
+    missing = report.measure_row({"runner": "x"}, "benchmarks.no_such_module", [], timeout=60)
+    assert "No module named" in missing["failed"]
+
+
+def test_compile_time_quick_writes_json_and_table(folder, compile_record):
+    rows = compile_record["rows"]
+    assert [(row["engine"], row["unroll"]) for row in rows] == [("auto", 1), ("scan", 2),
+                                                                ("static", 1)]
+    for row in rows[:2]:
         assert row["compile_s"] > 0 and row["stablehlo_ops"] > 0 and row["hlo_instructions"] > 0
-    saved = json.loads((tmp_path / "ct.json").read_text())
-    assert saved["environment"]["backend"] == "cpu" and saved["rows"] == record["rows"]
-    assert "| 3 | static |" in capsys.readouterr().out
+    assert rows[2] == {"engine": "static", "unroll": 1, "seq_len": 3,
+                       "skipped": "static capped at T=2"}
+    saved = json.loads((folder / "ct.json").read_text())
+    assert saved["environment"]["backend"] == "cpu" and saved["rows"] == rows
+    assert "| 3 | scan unroll=2 |" in compile_time.table(compile_record)
 
 
-def test_static_cap_is_reported_not_silent(tmp_path):
-    record = compile_time.main(["--quick", "--seq-lens", "3", "--static-cap", "2",
-                                "--out", str(tmp_path / "ct.json")])
-    assert record["rows"][0] == {"engine": "static", "unroll": 1, "seq_len": 3,
-                                 "skipped": "static capped at T=2"}
-
-
-def test_throughput_quick_with_an_unavailable_peer_and_plots(tmp_path, capsys):
-    runners = ["lstmjax scan", "lstmjax static", "jax cuDNN", "torch nn.LSTM"]
-    record = throughput.main(["--quick", "--shapes", "quick-word", "--runners", *runners,
-                              "--out", str(tmp_path / "tp.json")])
-    rows = {row["runner"]: row for row in record["rows"]}
-    assert rows["lstmjax scan"]["tokens_per_s"] > 0 and rows["lstmjax static"]["tokens_per_s"] > 0
+def test_throughput_quick_with_an_unavailable_peer(throughput_record):
+    rows = {row["runner"]: row for row in throughput_record["rows"]}
+    for name in ["lstmjax scan", "lstmjax auto", "torch nn.LSTM"]:
+        assert rows[name]["tokens_per_s"] > 0
     assert "GPU" in rows["jax cuDNN"]["unavailable"]
-    assert "| quick-word | jax cuDNN |" in capsys.readouterr().out
-    compile_time.main(["--quick", "--seq-lens", "2", "--out", str(tmp_path / "ct.json")])
-    plot.main([str(tmp_path)])
-    assert (tmp_path / "tp.png").stat().st_size > 0 and (tmp_path / "ct.png").stat().st_size > 0
+    shape = QUICK_SHAPES["quick-word"]
+    choice = resolve_engines(peers.lstmjax_config(shape, engine="auto"),
+                             batch_size=shape.batch_size, seq_len=shape.seq_len)[0]
+    assert f"runs {choice.engine} unroll={choice.unroll}" in rows["lstmjax auto"]["notes"]
+    lines = throughput.table(throughput_record).splitlines()
+    assert "| x lstmjax scan | x torch |" in lines[0]
+    assert any(line.startswith("| quick-word | jax cuDNN |") for line in lines)
+    torch_row = next(line for line in lines if line.startswith("| quick-word | torch nn.LSTM |"))
+    assert torch_row.split(" | ")[4] == "1"  # its own "x torch"
+
+
+def test_memory_quick_writes_json_with_four_rows(folder, memory_record):
+    rows = memory_record["rows"]
+    assert [row["runner"] for row in rows] == ["fused", "fused remat=10", "scan", "scan remat=10"]
+    for row in rows:
+        assert report.peak_of(row)[0] > 0 and row["median_step_s"] > 0
+        assert row["seq_len"] == 40
+    assert json.loads((folder / "memory.json").read_text())["rows"] == rows
+    assert "| scan remat=10 |" in memory.table(memory_record)
+
+
+def test_plots(folder, compile_record, throughput_record, memory_record):
+    plot.main([str(folder)])
+    for name in ["ct", "tp", "memory"]:
+        assert (folder / f"{name}.png").stat().st_size > 0

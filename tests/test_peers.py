@@ -121,9 +121,7 @@ def _cpu_cudnn(shape, *, seed, precision="float32"):
 
 
 RUNNERS = {  # row label -> (factory, converter to lstmjax's layout)
-    "lstmjax scan": (peers.LSTMJAX["lstmjax scan"], _from_lstmjax),
-    "lstmjax scan unroll=8": (peers.LSTMJAX["lstmjax scan unroll=8"], _from_lstmjax),
-    "lstmjax static": (peers.LSTMJAX["lstmjax static"], _from_lstmjax),
+    **{label: (factory, _from_lstmjax) for label, factory in peers.LSTMJAX.items()},
     "flax nn.RNN": (peers.PEERS["flax nn.RNN"], _from_flax),
     "jax cuDNN": (peers.PEERS["jax cuDNN"], _from_cudnn),
     "jax cuDNN (lstm_ref)": (_cpu_cudnn, _from_cudnn),

@@ -1,0 +1,149 @@
+"""One recurrent layer, forward and backward: where the layer engines' time goes.
+
+Times ``grad`` of a random projection of one layer's outputs (w.r.t. its parameters, inputs and
+initial carry) for formulations that differ only in the loop's shape, all in one process on one
+machine, ratios to ``scan``:
+
+* ``scan``: engine "scan", the input matmul inside the loop, JAX's transpose of ``lax.scan``
+  (the weight gradients accumulated in the backward loop);
+* ``scan split-transpose``: the same with ``lax.scan(_split_transpose=True)``, JAX's internal
+  switch that moves the accumulation of loop-invariant gradients out of the backward loop;
+* ``hoisted autodiff``: the fused engine's forward (input matmul before the loop) differentiated
+  by JAX, without its custom VJP;
+* ``fused``: engine "fused" (custom VJP: weight gradients as one matmul each after the loop);
+* ``torch nn.LSTM``: the same layer in torch (oneDNN's fused RNN on CPU), when torch imports.
+
+    python -m benchmarks.layer                      # the issue's shapes, results/<backend>/layer.json
+    python -m benchmarks.layer --quick              # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import report
+
+SHAPES = {  # name: (B, T, I, H)
+    "ptb-medium layer": (20, 35, 650, 650),
+    "anna-char layer": (100, 100, 512, 512),
+    "ptb-small layer": (20, 20, 200, 200),
+    "long-seq layer": (32, 1000, 256, 256),
+}
+QUICK_SHAPES = {"quick layer": (2, 5, 3, 4)}
+VARIANTS = ("scan", "scan split-transpose", "hoisted autodiff", "fused", "torch nn.LSTM")
+
+
+def _layer_loss(variant: str, cell, params, carry, xs, weights):
+    from lstmjax import engines
+    from lstmjax.engines import fused
+
+    if variant in ("scan", "fused"):
+        _, ys = engines.run_layer(cell, params, carry, xs, engine=variant)
+    elif variant == "hoisted autodiff":
+        split = cell.cast_weights(cell.layer_weights(params))
+        (_, ys), _ = fused._forward(cell, False, 1, split, carry, xs, None, None, None)
+    else:  # scan split-transpose
+        split = cell.cast_weights(cell.layer_weights(params))
+        _, ys = jax.lax.scan(lambda c, x: cell.step_with_weights(split, c, x), carry, xs,
+                             _split_transpose=True)
+    return jnp.sum(ys * weights)
+
+
+def _jax_step(variant: str, shape: tuple[int, int, int, int], seed: int = 0):
+    from lstmjax import LSTM
+
+    batch, steps, features, hidden = shape
+    cell = LSTM(hidden, forget_bias=0.0)
+    rng = np.random.default_rng(seed)
+    params = cell.init(jax.random.key(seed), features)
+    carry = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), jnp.float32),
+                         cell.zero_carry(batch))
+    xs = jnp.asarray(rng.normal(size=(steps, batch, features)), jnp.float32)
+    weights = jnp.asarray(rng.normal(size=(steps, batch, hidden)), jnp.float32)
+    grad = jax.jit(jax.grad(functools.partial(_layer_loss, variant, cell), argnums=(0, 1, 2)))
+
+    def step():
+        jax.block_until_ready(grad(params, carry, xs, weights))
+
+    return step
+
+
+def _torch_step(shape: tuple[int, int, int, int], seed: int = 0):
+    try:
+        import torch
+    except ImportError as error:
+        raise report.Unavailable("torch is not installed") from error
+    batch, steps, features, hidden = shape
+    torch.manual_seed(seed)
+    lstm = torch.nn.LSTM(features, hidden)
+    xs = torch.randn(steps, batch, features, requires_grad=True)
+    state = tuple(torch.randn(1, batch, hidden, requires_grad=True) for _ in range(2))
+    weights = torch.randn(steps, batch, hidden)
+
+    def step():
+        lstm.zero_grad()
+        ys, _ = lstm(xs, state)
+        (ys * weights).sum().backward()
+
+    return step
+
+
+def measure(shape_name: str, variant: str, *, warmup: int, steps: int) -> dict:
+    jax.config.update("jax_default_matmul_precision", "highest")
+    shape = {**SHAPES, **QUICK_SHAPES}[shape_name]
+    row = {"shape": shape_name, "variant": variant}
+    try:
+        step = _torch_step(shape) if variant.startswith("torch") else _jax_step(variant, shape)
+    except report.Unavailable as why:
+        return {**row, "unavailable": str(why)}
+    return {**row, **report.time_steps(step, warmup=warmup, steps=steps)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny layer, two steps: seconds")
+    parser.add_argument("--shapes", nargs="+", default=None, help=f"subset of {list(SHAPES)}")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=15, help="timed steps (the median is kept)")
+    parser.add_argument("--out", default=None, help="JSON path (default results/<backend>/)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.warmup, args.steps = 1, 2
+    shapes = args.shapes or list(QUICK_SHAPES if args.quick else SHAPES)
+    rows = []
+    for shape_name in shapes:
+        for variant in args.variants:
+            rows.append(measure(shape_name, variant, warmup=args.warmup, steps=args.steps))
+            print(rows[-1], flush=True)
+    record = {"benchmark": "layer", "environment": report.environment(),
+              "precision": "float32 (jax_default_matmul_precision=highest)",
+              "shapes": {name: dict(zip("BTIH", {**SHAPES, **QUICK_SHAPES}[name]))
+                         for name in shapes}, "rows": rows}
+    suffix = "_quick" if args.quick else ""
+    out = args.out or f"benchmarks/results/{jax.default_backend()}/layer{suffix}.json"
+    report.finish(record, out, table(record))
+    return record
+
+
+def table(record: dict) -> str:
+    """Markdown: median ms per (shape, variant) and the speed-up over ``scan`` in the same run."""
+    scan = {row["shape"]: row["median_step_s"] for row in record["rows"]
+            if row["variant"] == "scan" and "median_step_s" in row}
+    rows = []
+    for row in record["rows"]:
+        if "median_step_s" not in row:
+            rows.append([row["shape"], row["variant"], None, None, row["unavailable"]])
+            continue
+        speedup = scan[row["shape"]] / row["median_step_s"] if row["shape"] in scan else None
+        rows.append([row["shape"], row["variant"], row["median_step_s"] * 1e3, speedup, ""])
+    return report.markdown_table(["shape", "variant", "fwd+bwd ms", "x scan", "note"], rows)
+
+
+if __name__ == "__main__":
+    main()
