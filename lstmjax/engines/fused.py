@@ -59,10 +59,17 @@ def run_layer(cell: Any, params: Any, carry: Any, xs: Array, *, lengths: Array |
     return _fused(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mask)
 
 
-def _guarded_update(cell: Any, other: Any, state_mask: Array | None, recurrent: Any):
-    """The cell's step on projected inputs, as the generic loop guards it (resets, lengths)."""
+def _guarded_update(cell: Any, weights: LayerWeights, other: Any, state_mask: Array | None,
+                    recurrent: Any):
+    """The cell's step on projected inputs, as the generic loop guards it (resets, lengths).
+
+    The input bias is added here, per step, rather than to all of ``x_proj`` before the loop:
+    one pass less over ``[T, B, G]`` (``benchmarks/NOTES.md``)."""
 
     def step(_, carry, x_proj):
+        if weights.input_bias is not None:
+            bias = weights.input_bias.astype(x_proj.dtype)
+            x_proj = x_proj + bias[None]
         if state_mask is not None:
             carry = cell.mask_state(carry, state_mask)
         new_carry, y = cell.update(other, carry, x_proj, recurrent)
@@ -71,9 +78,10 @@ def _guarded_update(cell: Any, other: Any, state_mask: Array | None, recurrent: 
     return guarded_step(step, None)
 
 
-def _forward(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mask):
-    """The forward pass; also returns the per-step residuals of the backward pass."""
-    x_proj = cell.project_inputs(weights, xs)  # [T, B, G]: one matmul over the T * B rows
+def _forward(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mask, *,
+             save=True):
+    """The forward pass and (with ``save``) the per-step residuals of the backward pass."""
+    x_proj = cell.matmul(xs, weights.input_kernel)  # [T, B, G]: one matmul over the T * B rows
 
     def body(carry, inputs):
         x_proj_t, reset_t, valid_t = inputs
@@ -83,9 +91,9 @@ def _forward(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mas
             outputs[name] = cell.matmul(lhs, weights.recurrent[name])
             return outputs[name]
 
-        step = _guarded_update(cell, weights.other, state_mask, recurrent)
+        step = _guarded_update(cell, weights, weights.other, state_mask, recurrent)
         new_carry, y = step(carry, x_proj_t, reset_t, valid_t)
-        return new_carry, (y, carry, outputs)
+        return new_carry, (y, carry, outputs) if save else (y, None, None)
 
     final, (ys, carries, outputs) = jax.lax.scan(
         body, carry, (x_proj, resets, valid), reverse=reverse, unroll=unroll)
@@ -94,24 +102,27 @@ def _forward(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mas
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def _fused(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mask):
-    return _forward(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mask)[0]
+    """The layer without residuals (inference); differentiated through _forward/_backward."""
+    return _forward(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mask,
+                    save=False)[0]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _replay(cell, lhs, output, kernel):
-    """``lhs @ kernel`` as the forward pass computed it (``output``); its VJP sends ``d @ kernel^T``
-    to ``lhs`` and ``d`` itself to ``output``, so the caller collects each step's cotangent."""
-    del lhs, kernel
+def _replay(cell, lhs, output, kernel_t):
+    """``lhs @ kernel`` as the forward pass computed it (``output``); its VJP sends
+    ``d @ kernel_t`` (``kernel_t = kernel^T``) to ``lhs`` and ``d`` itself to ``output``, so the
+    caller collects each step's cotangent."""
+    del lhs, kernel_t
     return output
 
 
-def _replay_forward(cell, lhs, output, kernel):
+def _replay_forward(cell, lhs, output, kernel_t):
     del lhs
-    return output, kernel
+    return output, kernel_t
 
 
-def _replay_backward(cell, kernel, cotangent):
-    return cell.matmul(cotangent, kernel.T), cotangent, None
+def _replay_backward(cell, kernel_t, cotangent):
+    return cell.matmul(cotangent, kernel_t), cotangent, None
 
 
 _replay.defvjp(_replay_forward, _replay_backward)
@@ -120,6 +131,9 @@ _replay.defvjp(_replay_forward, _replay_backward)
 def _backward(cell, reverse, unroll, residuals, cotangents):
     weights, xs, x_proj, carries, outputs, valid, resets, state_mask = residuals
     d_final, d_ys = cotangents
+    # Transposed once, outside the loop: a transposed operand inside it is repacked at every step
+    # by XLA:CPU's matmul (benchmarks/NOTES.md).
+    kernels_t = {name: _materialized(kernel.T) for name, kernel in weights.recurrent.items()}
 
     def body(d_carry, inputs):
         carry, x_proj_t, outputs_t, reset_t, valid_t, d_y = inputs
@@ -129,19 +143,23 @@ def _backward(cell, reverse, unroll, residuals, cotangents):
 
             def recurrent(operand, name):
                 lhs[name] = operand
-                return _replay(cell, operand, outputs_t[name], weights.recurrent[name])
+                return _replay(cell, operand, outputs_t[name], kernels_t[name])
 
-            step = _guarded_update(cell, other, state_mask, recurrent)
+            step = _guarded_update(cell, weights, other, state_mask, recurrent)
             return step(carry, x_proj_t, reset_t, valid_t), lhs
 
         _, pullback, lhs = jax.vjp(replayed_step, weights.other, carry, x_proj_t, outputs_t,
                                    has_aux=True)
         d_other, d_previous, d_x_proj, d_outputs = pullback((d_carry, d_y))
+        # Where the gates are x_proj + recurrent(h) (LSTMs, RNN), both cotangents are one traced
+        # array: emit it once, not twice [T, B, G] (benchmarks/NOTES.md).
+        d_outputs = {name: None if d is d_x_proj else d for name, d in d_outputs.items()}
         return d_previous, (d_other, d_x_proj, d_outputs, lhs)
 
     d_carry, (d_other, d_x_proj, d_outputs, lhs) = jax.lax.scan(
         body, d_final, (carries, x_proj, outputs, resets, valid, d_ys),
         reverse=not reverse, unroll=unroll)
+    d_outputs = {name: d_x_proj if d is None else d for name, d in d_outputs.items()}
 
     def rows(a):  # [T, B, F] -> [T * B, F]
         return a.reshape(-1, a.shape[-1])
@@ -157,6 +175,11 @@ def _backward(cell, reverse, unroll, residuals, cotangents):
     )
     d_xs = cell.matmul(d_x_proj_rows, weights.input_kernel.T).reshape(xs.shape).astype(xs.dtype)
     return d_weights, d_carry, d_xs, None, None, None
+
+
+def _materialized(array: Array) -> Array:
+    """``array`` computed here, not folded into its consumer (an optimization barrier)."""
+    return jax.lax.optimization_barrier(array)
 
 
 _fused.defvjp(_forward, _backward)
