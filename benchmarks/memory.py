@@ -33,7 +33,7 @@ import json
 from benchmarks import report
 from benchmarks.shapes import SHAPES, Shape
 
-ENGINES = ("fused", "scan")
+MEMORY_ENGINES = ("fused", "scan")  # keys of lstmjax.engines.ENGINES
 SEQ_LEN, REMAT_CHUNK = 10000, 100
 QUICK_SHAPE = Shape("quick-memory", 16, 8, 1, 2, 40)
 QUICK_REMAT_CHUNK = 10
@@ -47,11 +47,11 @@ def benchmark_shape(seq_len: int | None, *, quick: bool) -> Shape:
 
 
 def runner_labels(remat_chunk: int) -> list[str]:
-    """The rows: each of :data:`ENGINES` without remat, then with ``remat_chunk``."""
+    """The rows: each of :data:`MEMORY_ENGINES` without remat, then with ``remat_chunk``."""
     from benchmarks.peers import lstmjax_label
 
     return [lstmjax_label(engine, remat_chunk=chunk)
-            for engine in ENGINES for chunk in (None, remat_chunk)]
+            for engine in MEMORY_ENGINES for chunk in (None, remat_chunk)]
 
 
 def measure(label: str, shape: Shape, *, warmup: int, steps: int) -> dict:

@@ -200,6 +200,21 @@ def simple_rnn_update(
     return new_h, new_h
 
 
+def add_bias(x: Array, bias: Array | None) -> Array:
+    """``x + bias`` for ``x: [..., G]`` and ``bias: [G]`` (None: ``x``), in ``x``'s dtype."""
+    if bias is None:
+        return x
+    return x + bias.astype(x.dtype).reshape((1,) * (x.ndim - 1) + bias.shape)
+
+
+def mask_state(carry: Any, mask: Array) -> Any:
+    """The carry with its recurrent state multiplied by ``mask: [B, P]`` (recurrent dropout): h
+    of an :class:`LSTMState` (never c), otherwise the whole state."""
+    if isinstance(carry, LSTMState):
+        return carry._replace(h=carry.h * mask.astype(carry.h.dtype))
+    return carry * mask.astype(carry.dtype)
+
+
 def layer_norm(x: Array, scale: Array, shift: Array, *, epsilon: float) -> Array:
     """Layer normalization over the last axis: ``(x - mean) / sqrt(var + epsilon) * scale + shift``.
 
@@ -274,8 +289,8 @@ class RecurrentCell(Protocol):
     """What :func:`lstmjax.engines.run_layer` needs of a cell.
 
     The generic engines ("scan", "static") need only ``zero_carry``, ``param_shapes`` and
-    ``step``; a layer engine ("fused") also needs ``layer_weights``, ``update`` and
-    ``mask_state`` (a cell without them runs on "scan").
+    ``step``; a layer engine ("fused") also needs :class:`LayerCell`'s methods (a cell without
+    them runs on "scan").
     """
 
     hidden_size: int
@@ -291,6 +306,22 @@ class RecurrentCell(Protocol):
     def zero_carry(self, batch_size: int) -> Any: ...
 
     def step(self, params: Params, carry: Any, x: Array) -> tuple[Any, Array]: ...
+
+
+@runtime_checkable
+class LayerCell(RecurrentCell, Protocol):
+    """What a layer engine ("fused") needs beyond :class:`RecurrentCell`; every cell here has it."""
+
+    def layer_weights(self, params: Params) -> LayerWeights: ...
+
+    def cast_weights(self, weights: LayerWeights) -> LayerWeights: ...
+
+    def update(self, other: Mapping[str, Array], carry: Any, x_proj: Array,
+               recurrent: Recurrent) -> tuple[Any, Array]: ...
+
+    def matmul(self, lhs: Array, kernel: Array) -> Array: ...
+
+    def step_with_weights(self, weights: LayerWeights, carry: Any, x: Array) -> tuple[Any, Array]: ...
 
 
 def _check_params(cell: Any, params: Mapping[str, Array], shapes: Mapping[str, tuple]) -> None:
@@ -369,18 +400,7 @@ class _Cell:
 
     def project_inputs(self, weights: LayerWeights, x: Array) -> Array:
         """``x @ input_kernel + input_bias`` for ``x: [..., I]`` -> ``[..., G]`` (state dtype)."""
-        projected = self.matmul(x, weights.input_kernel)
-        if weights.input_bias is not None:
-            bias = weights.input_bias.astype(self.state_dtype)
-            projected = projected + bias.reshape((1,) * (projected.ndim - 1) + bias.shape)
-        return projected
-
-    def mask_state(self, carry: Any, mask: Array) -> Any:
-        """The carry with its recurrent state multiplied by ``mask: [B, P]`` (recurrent dropout):
-        h for the LSTMs (never c), the whole state for GRU and RNN."""
-        if isinstance(carry, LSTMState):
-            return carry._replace(h=carry.h * mask.astype(carry.h.dtype))
-        return carry * mask.astype(carry.dtype)
+        return add_bias(self.matmul(x, weights.input_kernel), weights.input_bias)
 
     def cast_weights(self, weights: LayerWeights) -> LayerWeights:
         """``other`` in the state dtype (the gate math's); kernels stay as they are for
@@ -679,5 +699,3 @@ CELLS: dict[str, type[_Cell]] = {
 }
 """The cell registry: config name -> class. The one place a cell is named; config, model and the
 benchmarks read it. A new cell is one class here (with its update function) and its tests."""
-
-Cell = LSTM | GRU | SimpleRNN | LayerNormLSTM

@@ -18,7 +18,10 @@ CellType = Literal[tuple(CELLS)]  # the registry's names, for the CLI's choices
 CELL_TYPES: tuple[str, ...] = tuple(CELLS)
 Engine = Literal[ENGINE_NAMES]
 CELL_OPTIONS = ("forget_bias", "use_peepholes", "proj_size", "reset_after", "layer_norm_cell")
-"""ModelConfig fields that are cell options: passed to the cell class that has a field so named."""
+"""ModelConfig fields that are cell options: passed to the cell class that has a field so named.
+Setting one that the chosen cell lacks is an error, except ``forget_bias``, a constant that cells
+without a forget gate ignore (so a recipe's LSTM setting can run with ``cell="gru"``)."""
+_IGNORABLE_CELL_OPTIONS = ("forget_bias",)
 InputMode = Literal["embedding", "one_hot"]
 INPUT_MODES: tuple[str, ...] = get_args(InputMode)
 DType = Literal["float32", "bfloat16", "float16"]
@@ -47,7 +50,8 @@ class ModelConfig:
       recurrent_dropout: drop probability on the recurrent state entering each step (h for the
         LSTMs, the whole state for GRU and RNN; never c), one mask per sequence (Gal &
         Ghahramani 2016; Keras ``recurrent_dropout``, TF1 ``state_keep_prob``). 0 disables it.
-      forget_bias: the LSTMs' forget-gate bias (TF: 1.0; the PTB recipe: 0.0).
+      forget_bias: the LSTMs' forget-gate bias (TF: 1.0; the PTB recipe: 0.0); other cells
+        ignore it.
       use_peepholes: LSTM peephole connections (see :class:`lstmjax.cells.LSTM`).
       proj_size: LSTM output projection size P; None: no projection.
       reset_after: GRU option (see :class:`lstmjax.cells.GRU`).
@@ -59,9 +63,9 @@ class ModelConfig:
         printed in the run log), ``"scan"``, ``"static"`` or ``"fused"`` (see
         :mod:`lstmjax.engines`).
       unroll: steps per loop iteration of a scan-based engine; ``"auto"`` picks its own.
-      remat_chunk: recompute the recurrence in chunks of this many steps in the backward pass
-        (memory for one chunk's activations instead of the window's); must divide the window
-        length. None: save everything.
+      remat_chunk: in training, recompute the recurrence in chunks of this many steps in the
+        backward pass (memory for one chunk's activations instead of the window's; the last chunk
+        is shorter if it does not divide the window). None: save everything.
       param_dtype: dtype of the parameters.
       dtype: compute dtype (activations and carries).
     """
@@ -112,6 +116,8 @@ class ModelConfig:
         cell_fields = {field.name for field in dataclasses.fields(CELLS[self.cell])}
         defaults = {field.name: field.default for field in dataclasses.fields(ModelConfig)}
         for name in CELL_OPTIONS:
+            if name in _IGNORABLE_CELL_OPTIONS:
+                continue
             if name not in cell_fields and getattr(self, name) != defaults[name]:
                 owners = [cell for cell, cls in CELLS.items()
                           if name in {f.name for f in dataclasses.fields(cls)}]

@@ -23,13 +23,13 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax import engines
-from lstmjax.cells import CELLS, Cell, LSTMState
+from lstmjax.cells import CELLS, LayerCell, LSTMState
 from lstmjax.config import CELL_OPTIONS, ModelConfig
 
 Array = jax.Array
 
 
-def make_cells(config: ModelConfig) -> list[Cell]:
+def make_cells(config: ModelConfig) -> list[LayerCell]:
     """The ``num_layers`` cells that ``config`` describes, first layer first.
 
     The class comes from :data:`lstmjax.cells.CELLS`; every config field in
@@ -103,10 +103,11 @@ class RNNLanguageModel(nn.Module):
                 param_dtype=jnp.dtype(config.param_dtype),
                 dtype=dtype,
                 name="embedding",
-            )(tokens)
+            )(tokens.T)
         else:
-            x = jax.nn.one_hot(tokens, config.vocab_size, dtype=dtype)
-        x = self._dropout(jnp.swapaxes(x, 0, 1), train)  # [T, B, E]
+            x = jax.nn.one_hot(tokens.T, config.vocab_size, dtype=dtype)
+        # Time-major from the start: transposing the int tokens, not their features, is cheaper.
+        x = self._dropout(x, train)  # [T, B, E]
 
         final_carry = []
         for layer, cell in enumerate(make_cells(config)):
@@ -116,7 +117,7 @@ class RNNLanguageModel(nn.Module):
                 state_mask = self._state_mask(carry[layer])
             layer_carry, x = engines.run_layer(
                 cell, params, carry[layer], x, engine=config.engine, unroll=config.unroll,
-                state_mask=state_mask, remat_chunk=config.remat_chunk,
+                state_mask=state_mask, remat_chunk=config.remat_chunk if train else None,
             )  # x: [T, B, H_out]
             x = self._dropout(x, train)
             final_carry.append(layer_carry)
@@ -128,8 +129,8 @@ class RNNLanguageModel(nn.Module):
             param_dtype=jnp.dtype(config.param_dtype),
             dtype=dtype,
             name="head",
-        )(x)  # [T, B, V]
-        return jnp.swapaxes(logits, 0, 1), tuple(final_carry)
+        )(jnp.swapaxes(x, 0, 1))  # [B, T, V]: the H-wide features transposed, not the V-wide logits
+        return logits, tuple(final_carry)
 
     def _dropout(self, x: Array, train: bool) -> Array:
         """Dropout on time-major ``x: [T, B, F]``, one mask per sequence if ``variational``."""
@@ -143,7 +144,8 @@ class RNNLanguageModel(nn.Module):
         state = carry.h if isinstance(carry, LSTMState) else carry
         keep = 1.0 - self.config.recurrent_dropout
         kept = jax.random.bernoulli(self.make_rng("dropout"), keep, jnp.shape(state))
-        return kept.astype(jnp.dtype(self.config.dtype)) / jnp.asarray(keep, self.config.dtype)
+        state_dtype = make_cells(self.config)[0].state_dtype  # the state's, not a 16-bit dtype
+        return kept.astype(state_dtype) / jnp.asarray(keep, state_dtype)
 
 
 def _matrix_init(init_scale: float | None):

@@ -94,20 +94,21 @@ def test_every_registered_engine_is_covered():
 
 
 @pytest.mark.parametrize("engine", ["scan", "fused"])
-@pytest.mark.parametrize("options", ["resets-lengths", "resets-reverse-dropout"])
+@pytest.mark.parametrize("options", ["lengths-reverse", "resets-lengths", "resets-reverse-dropout"])
 def test_remat_chunks_change_nothing(engine, options, rng):
+    """Whole chunks (2, 3), a shorter last chunk (4: 4 + 2 steps) and one chunk (6 or more)."""
     cell = CELLS["lstm-peephole-proj-clip"]
     problem = _problem(cell, rng, steps=6)
     reverse, arrays = _options(options, cell, rng, steps=6)
     expected = _value_and_grad(cell, engine, reverse)(*problem, arrays)
-    for chunk in (2, 3):
+    for chunk in (2, 3, 4, 6, 10):
         actual = _value_and_grad(cell, engine, reverse, remat_chunk=chunk)(*problem, arrays)
         assert_trees_close(actual, expected, rtol=1e-5, atol=2e-6, err_msg=f"chunk {chunk}")
 
 
-def test_remat_is_recomputed_not_saved():
-    """Under remat the backward pass holds one chunk's residuals: the jaxpr of the gradient has a
-    checkpoint (remat) primitive, and a chunk that does not divide T is a clear error."""
+def test_remat_recomputes_chunks():
+    """The gradient's jaxpr holds the checkpointed chunk (a remat primitive), also for one chunk
+    as long as the window; remat_chunk must be a positive int."""
     cell = LSTM(3)
     params, carry = cell.init(jax.random.key(0), 2), cell.zero_carry(2)
     xs = jnp.ones((8, 2, 2))
@@ -116,10 +117,38 @@ def test_remat_is_recomputed_not_saved():
         return jnp.sum(lstmjax.run_layer(cell, params, carry, xs, engine="fused",
                                          remat_chunk=chunk)[1])
 
-    jaxpr = str(jax.make_jaxpr(jax.grad(functools.partial(loss, chunk=4)))(params))
-    assert "checkpoint" in jaxpr or "remat" in jaxpr
-    with pytest.raises(ValueError, match="remat_chunk=3 must divide the window's T=8 steps"):
-        loss(params, 3)
+    for chunk in (3, 8):
+        jaxpr = str(jax.make_jaxpr(jax.grad(functools.partial(loss, chunk=chunk)))(params))
+        assert "checkpoint" in jaxpr or "remat" in jaxpr
+    with pytest.raises(ValueError, match="remat_chunk must be a positive int, got 0"):
+        loss(params, 0)
+
+
+def test_lstm_backward_stacks_one_gate_cotangent():
+    """For gates = x_proj + recurrent(h), the backward loop emits that cotangent once: the LSTM's
+    backward scan has one [T, B, 4H] output; the GRU's two cotangents differ, and both stay."""
+
+    def gate_stacks(cell, width):
+        params, carry = cell.init(jax.random.key(0), 3), cell.zero_carry(2)
+        jaxpr = jax.make_jaxpr(jax.grad(lambda p: jnp.sum(lstmjax.run_layer(
+            cell, p, carry, jnp.ones((5, 2, 3)), engine="fused")[1])))(params)
+        backward = [e for e in jaxpr.eqns if e.primitive.name == "scan"][-1]
+        return sum(v.aval.shape == (5, 2, width) for v in backward.outvars)
+
+    assert gate_stacks(LSTM(4), 16) == 1
+    assert gate_stacks(GRU(4, reset_after=True), 12) == 2
+
+
+@pytest.mark.parametrize("engine", ["scan", "fused"])
+def test_batch_major_layer_equals_time_major(engine, rng):
+    cell = CELLS["ln-lstm"]
+    params, carry, xs = random_cell_inputs(cell, rng, batch=BATCH, steps=4, features=FEATURES)
+    resets = jnp.asarray(rng.random((4, BATCH)) < 0.4)
+    final_t, ys_t = lstmjax.run_layer(cell, params, carry, xs, engine=engine, resets=resets)
+    final_b, ys_b = lstmjax.run_layer(cell, params, carry, jnp.swapaxes(xs, 0, 1), engine=engine,
+                                      resets=resets.T, time_major=False)
+    np.testing.assert_array_equal(ys_b, jnp.swapaxes(ys_t, 0, 1))
+    assert_trees_close(final_b, final_t, rtol=0, atol=0)
 
 
 def _counting_cell_step(params, carry, x):
@@ -218,9 +247,14 @@ def test_layer_engine_falls_back_to_scan_and_says_why():
     assert choice.engine == "scan" and "fused cannot run BareCell()" in choice.reason
     assert "layer_weights" in choice.reason
     params, xs = cell.init(jax.random.key(0), 3), jnp.ones((4, 2, 3))
-    fell_back = lstmjax.run_layer(cell, params, cell.zero_carry(2), xs, engine="fused")
-    scanned = lstmjax.run_layer(cell, params, cell.zero_carry(2), xs, engine="scan")
+    mask = jnp.array([[0.0, 2.0], [2.0, 2.0]])
+    fell_back = lstmjax.run_layer(cell, params, cell.zero_carry(2) + 1, xs, engine="fused",
+                                  state_mask=mask)
+    scanned = lstmjax.run_layer(cell, params, cell.zero_carry(2) + 1, xs, engine="scan",
+                                state_mask=mask)
     assert_trees_close(fell_back, scanned, rtol=0, atol=0)
+    first = jnp.tanh(xs[0] @ params["w"] + mask)  # the masked carry (ones) enters step 0
+    np.testing.assert_allclose(scanned[1][0], first, rtol=1e-6)
 
 
 def test_auto_is_measured_on_cpu_and_says_so_elsewhere():

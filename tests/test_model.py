@@ -211,6 +211,32 @@ def test_recurrent_dropout_masks_h_entering_each_step_with_one_mask(rng):
     assert 0 < np.mean(np.asarray(mask) == 0) < 1
 
 
+def test_forget_bias_is_ignored_by_cells_without_a_forget_gate():
+    """A recipe's LSTM forget_bias does not stop it from running with cell="gru"."""
+    config = ModelConfig(vocab_size=VOCAB, hidden_size=4, cell="gru", forget_bias=0.0)
+    assert lstmjax.make_cells(config)[0] == lstmjax.GRU(4)
+
+
+def test_remat_applies_to_training_only_and_changes_nothing(rng):
+    """remat_chunk=3 on a 5-token window (a shorter last chunk) gives the same logits and
+    gradients; evaluation and sampling windows of any length ignore it."""
+    base = _config("lstm", num_layers=2)
+    variables, carry, tokens, weights = _random_problem(base, 5, rng)
+    remat = dataclasses.replace(base, remat_chunk=3)
+    expected, _ = RNNLanguageModel(base).apply(variables, tokens, carry)
+    for train in (False, True):
+        logits, _ = RNNLanguageModel(remat).apply(variables, tokens, carry, train=train)
+        np.testing.assert_allclose(logits, expected, rtol=1e-6, atol=1e-7)
+
+    def gradient(config):
+        model = RNNLanguageModel(config)
+        return jax.grad(lambda v: jnp.sum(model.apply(v, tokens, carry, train=True)[0] * weights))(
+            variables)
+
+    assert_trees_close(gradient(remat), gradient(base), rtol=1e-5, atol=1e-6)
+
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -221,6 +247,8 @@ def test_recurrent_dropout_masks_h_entering_each_step_with_one_mask(rng):
         (dict(dropout=1.0), r"dropout is a drop probability in \[0, 1\), got 1.0"),
         (dict(recurrent_dropout=-0.1), "recurrent_dropout is a drop probability"),
         (dict(cell="gru", use_peepholes=True), "use_peepholes is an option of cell='lstm'"),
+        (dict(cell="lstm", reset_after=True), "reset_after is an option of cell='gru'"),
+        (dict(remat_chunk=0), "remat_chunk must be a positive int"),
         (dict(input_mode="one_hot", embed_size=5), "embed_size applies to input_mode='embedding'"),
         (dict(unroll=0), "unroll must be a positive int"),
         (dict(dtype="float64"), r"dtype must be one of \('float32', 'bfloat16', 'float16'\)"),

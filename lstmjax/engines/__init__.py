@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._checks import require_choice, require_positive_int
-from lstmjax.cells import check_layer_arguments
+from lstmjax.cells import LayerCell, check_layer_arguments, mask_state
 from lstmjax.engines import auto, fused
 from lstmjax.engines.loop import (
     GENERIC_ENGINES,
@@ -60,20 +60,15 @@ def _generic(engine: str) -> Callable[..., tuple[Any, Array]]:
     """A layer engine that runs the cell's step through :func:`run`."""
 
     def run_layer(cell, params, carry, xs, *, lengths, reverse, resets, state_mask, unroll):
-        if hasattr(cell, "layer_weights"):  # split once, outside the loop
-            weights = cell.cast_weights(cell.layer_weights(params))
-
-            def step(weights, carry, x):
-                if state_mask is not None:
-                    carry = cell.mask_state(carry, state_mask)
-                return cell.step_with_weights(weights, carry, x)
+        if isinstance(cell, LayerCell):  # split the weights once, outside the loop
+            weights, cell_step = cell.cast_weights(cell.layer_weights(params)), cell.step_with_weights
         else:
-            weights = params
+            weights, cell_step = params, cell.step
 
-            def step(params, carry, x):
-                if state_mask is not None:
-                    carry = cell.mask_state(carry, state_mask)
-                return cell.step(params, carry, x)
+        def step(weights, carry, x):
+            if state_mask is not None:
+                carry = mask_state(carry, state_mask)
+            return cell_step(weights, carry, x)
 
         return run(step, weights, carry, xs, engine=engine, unroll=unroll, lengths=lengths,
                    reverse=reverse, resets=resets, check_carry=False)
@@ -98,6 +93,8 @@ ENGINES: dict[str, EngineSpec] = {
 among these (:func:`resolve`)."""
 
 ENGINE_NAMES: tuple[str, ...] = ("auto", *ENGINES)
+FALLBACK = "scan"
+"""The engine that runs a cell or option a layer engine does not support (it supports all)."""
 
 
 class EngineChoice(NamedTuple):
@@ -126,11 +123,12 @@ def resolve(cell: Any, engine: str = "auto", *, unroll: int = 1, num_steps: int,
         candidates = [name for name, spec in ENGINES.items() if spec.supports(cell, **options) is None]
         engine, unroll, reason = auto.choose(cell, backend=backend or jax.default_backend(),
                                              num_steps=num_steps, batch_size=batch_size,
-                                             candidates=candidates)
+                                             candidates=candidates, fallback=FALLBACK)
         return EngineChoice(engine, unroll, f"auto: {reason}")
     why_not = ENGINES[engine].supports(cell, **options)
     if why_not is not None:
-        return EngineChoice("scan", unroll, f"{engine} cannot run {cell!r} ({why_not}): scan instead")
+        return EngineChoice(FALLBACK, unroll,
+                            f"{engine} cannot run {cell!r} ({why_not}): {FALLBACK} instead")
     return EngineChoice(engine, unroll, "requested")
 
 
@@ -165,10 +163,12 @@ def run_layer(
       reverse: run from the last step to the first; outputs keep the input's time order.
       resets: optional ``bool[T, B]``: zero the carry of sequence b before step t.
       state_mask: optional ``float[B, P]`` recurrent-dropout mask, multiplied onto the recurrent
-        state entering every step (``cell.mask_state``; h, never c).
-      remat_chunk: if set, the window is cut into chunks of this many steps, each recomputed in the
-        backward pass (``jax.checkpoint``): memory for the per-step residuals of one chunk instead
-        of all T, at the price of a second forward pass. Must divide T.
+        state entering every step (:func:`lstmjax.cells.mask_state`; h, never c). A constant:
+        no gradient flows into it.
+      remat_chunk: if set, the window is cut into chunks of this many steps (the last one shorter
+        if it does not divide T), each recomputed in the backward pass (``jax.checkpoint``):
+        memory for the per-step residuals of one chunk instead of all T, at the price of a second
+        forward pass.
       time_major: layout of ``xs``, ``resets`` and the returned ``ys``.
 
     Returns:
@@ -187,12 +187,14 @@ def run_layer(
                          f"{jax.tree.map(jnp.result_type, carry)}")
     lengths = checked_lengths(lengths, batch_size, num_steps)
     resets = checked_resets(resets, num_steps, batch_size, time_major)
+    if state_mask is not None:
+        state_mask = jax.lax.stop_gradient(state_mask)
     choice = resolve(cell, engine, unroll=unroll, num_steps=num_steps, batch_size=batch_size,
                      lengths=lengths is not None, reverse=reverse, resets=resets is not None,
                      state_mask=state_mask is not None)
     layer = ENGINES[choice.engine].run_layer
     options = {"reverse": reverse, "state_mask": state_mask, "unroll": choice.unroll}
-    if remat_chunk is None or remat_chunk >= num_steps:
+    if remat_chunk is None:
         carry, ys = layer(cell, params, carry, xs, lengths=lengths, resets=resets, **options)
     else:
         carry, ys = _in_chunks(layer, remat_chunk, cell, params, carry, xs, lengths, resets,
@@ -203,30 +205,46 @@ def run_layer(
 def _in_chunks(layer, chunk, cell, params, carry, xs, lengths, resets, options):
     """``layer`` over ``xs`` in chunks of ``chunk`` steps, each rematerialized in the backward pass.
 
-    A loop over chunks (``lax.scan``) whose body, one chunk's ``layer`` call, is under
-    ``jax.checkpoint``: only the carries between chunks are saved.
+    A loop over the whole chunks (``lax.scan``) whose body, one chunk's ``layer`` call, is under
+    ``jax.checkpoint``, then (or, reversed, first) the remaining ``T % chunk`` steps, also
+    checkpointed: only the carries between chunks are saved.
     """
     require_positive_int("remat_chunk", chunk)
     num_steps, batch_size = xs.shape[:2]
-    if num_steps % chunk:
-        raise ValueError(f"remat_chunk={chunk} must divide the window's T={num_steps} steps; "
-                         f"choose a divisor of {num_steps}")
-    num_chunks = num_steps // chunk
-
-    def split(a):  # [T, ...] -> [T / chunk, chunk, ...]
-        return None if a is None else a.reshape(num_chunks, chunk, *a.shape[1:])
+    num_chunks, tail = divmod(num_steps, chunk)
+    head = num_chunks * chunk
 
     @jax.checkpoint
     def one_chunk(carry, inputs):
         xs_chunk, resets_chunk, start = inputs
-        chunk_lengths = None if lengths is None else jnp.clip(lengths - start, 0, chunk)
+        steps = xs_chunk.shape[0]
+        chunk_lengths = None if lengths is None else jnp.clip(lengths - start, 0, steps)
         return layer(cell, params, carry, xs_chunk, lengths=chunk_lengths, resets=resets_chunk,
                      **options)
 
-    starts = jnp.arange(num_chunks, dtype=jnp.int32) * chunk
-    carry, ys = jax.lax.scan(one_chunk, carry, (split(xs), split(resets), starts),
-                             reverse=options["reverse"])
-    return carry, ys.reshape(num_steps, batch_size, *ys.shape[3:])
+    def chunks(carry):
+        if not num_chunks:
+            return carry, None
+
+        def split(a):  # [head, ...] -> [head / chunk, chunk, ...]
+            return None if a is None else a[:head].reshape(num_chunks, chunk, *a.shape[1:])
+
+        starts = jnp.arange(num_chunks, dtype=jnp.int32) * chunk
+        carry, ys = jax.lax.scan(one_chunk, carry, (split(xs), split(resets), starts),
+                                 reverse=options["reverse"])
+        return carry, ys.reshape(head, batch_size, *ys.shape[3:])
+
+    def rest(carry):
+        if not tail:
+            return carry, None
+        return one_chunk(carry, (xs[head:], None if resets is None else resets[head:],
+                                 jnp.int32(head)))
+
+    first, second = (rest, chunks) if options["reverse"] else (chunks, rest)
+    carry, ys_first = first(carry)
+    carry, ys_second = second(carry)
+    parts = [ys_second, ys_first] if options["reverse"] else [ys_first, ys_second]
+    return carry, jnp.concatenate([ys for ys in parts if ys is not None])
 
 
 __all__ = ["ENGINES", "ENGINE_NAMES", "GENERIC_ENGINES", "EngineChoice", "EngineSpec",

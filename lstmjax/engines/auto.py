@@ -22,11 +22,11 @@ FALLBACK_BACKEND = "cpu"
 
 
 def choose(cell: Any, *, backend: str, num_steps: int, batch_size: int,
-           candidates: list[str]) -> tuple[str, int, str]:
+           candidates: list[str], fallback: str) -> tuple[str, int, str]:
     """``(engine, unroll, reason)`` for ``cell`` on ``[num_steps, batch_size]`` inputs.
 
-    ``candidates`` are the engines that support the cell and options (registry order); if the
-    measured engine is not among them, the first candidate runs ("scan").
+    ``candidates`` are the engines that support the cell and options; if the measured engine is
+    not among them, ``fallback`` runs.
     """
     del batch_size
     source = backend if backend in MEASURED else FALLBACK_BACKEND
@@ -34,7 +34,7 @@ def choose(cell: Any, *, backend: str, num_steps: int, batch_size: int,
     note = f"measured on {source}" if source == backend else (
         f"no measurement on {backend} yet; the {source} table's choice")
     if engine not in candidates:
-        return candidates[0], 1, f"{engine} ({note}) cannot run {cell!r}: {candidates[0]}"
+        return fallback, 1, f"{engine} ({note}) cannot run {cell!r}: {fallback}"
     unroll = next(u for largest, u in unrolls if cell.hidden_size <= largest)
     unroll = max(1, min(unroll, num_steps))
     return engine, unroll, f"{engine} unroll={unroll} ({note})"

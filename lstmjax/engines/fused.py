@@ -1,8 +1,8 @@
 """Engine "fused": a recurrent layer computed as cuDNN computes it, in JAX.
 
-Forward: the input projection of all T steps is one matmul, ``x_proj = xs @ W_x + b`` over the
-``T * B`` rows (``[T, B, I] @ [I, G]``); the loop then carries only the recurrent matmuls and
-the gate math (the cell's ``update``).
+Forward: the input projection of all T steps is one matmul, ``x_proj = xs @ W_x`` over the
+``T * B`` rows (``[T, B, I] @ [I, G]``); the loop then carries only the bias, the recurrent
+matmuls and the gate math (the cell's ``update``).
 
 Backward (a ``jax.custom_vjp``): a reverse loop that computes only the recurrent cotangents. Per
 step it differentiates the gate math, replaying the recurrent matmul outputs saved by the forward
@@ -29,19 +29,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lstmjax.cells import LayerWeights
-from lstmjax.engines.loop import guarded_step
+from lstmjax.cells import LayerCell, LayerWeights, add_bias, mask_state
+from lstmjax.engines.loop import guarded_step, valid_steps
 
 Array = jax.Array
-_PROTOCOL = ("layer_weights", "cast_weights", "update", "project_inputs", "matmul", "mask_state")
 
 
 def supports(cell: Any, **options: Any) -> str | None:
     """None if this engine runs ``cell`` (any options), else the reason it cannot."""
     del options
-    missing = [name for name in _PROTOCOL if not hasattr(cell, name)]
-    if missing:
-        return f"{type(cell).__name__} lacks the layer protocol's {missing}"
+    if not isinstance(cell, LayerCell):
+        return (f"{type(cell).__name__} does not implement lstmjax.cells.LayerCell "
+                "(layer_weights, cast_weights, update, matmul, step_with_weights)")
     return None
 
 
@@ -53,9 +52,7 @@ def run_layer(cell: Any, params: Any, carry: Any, xs: Array, *, lengths: Array |
     Arguments as :func:`lstmjax.engines.run_layer`, checked by it.
     """
     weights = cell.cast_weights(cell.layer_weights(params))
-    num_steps = xs.shape[0]
-    valid = None if lengths is None else (
-        jnp.arange(num_steps, dtype=jnp.int32)[:, None] < lengths[None, :])  # bool[T, B]
+    valid = valid_steps(lengths, xs.shape[0])
     return _fused(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mask)
 
 
@@ -67,11 +64,9 @@ def _guarded_update(cell: Any, weights: LayerWeights, other: Any, state_mask: Ar
     one pass less over ``[T, B, G]`` (``benchmarks/NOTES.md``)."""
 
     def step(_, carry, x_proj):
-        if weights.input_bias is not None:
-            bias = weights.input_bias.astype(x_proj.dtype)
-            x_proj = x_proj + bias[None]
+        x_proj = add_bias(x_proj, weights.input_bias)
         if state_mask is not None:
-            carry = cell.mask_state(carry, state_mask)
+            carry = mask_state(carry, state_mask)
         new_carry, y = cell.update(other, carry, x_proj, recurrent)
         return new_carry, y.astype(cell.dtype)
 
@@ -82,13 +77,14 @@ def _forward(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mas
              save=True):
     """The forward pass and (with ``save``) the per-step residuals of the backward pass."""
     x_proj = cell.matmul(xs, weights.input_kernel)  # [T, B, G]: one matmul over the T * B rows
+    kernels = {name: kernel.astype(cell.dtype) for name, kernel in weights.recurrent.items()}
 
     def body(carry, inputs):
         x_proj_t, reset_t, valid_t = inputs
         outputs = {}
 
         def recurrent(lhs, name):
-            outputs[name] = cell.matmul(lhs, weights.recurrent[name])
+            outputs[name] = cell.matmul(lhs, kernels[name])
             return outputs[name]
 
         step = _guarded_update(cell, weights, weights.other, state_mask, recurrent)
@@ -133,7 +129,8 @@ def _backward(cell, reverse, unroll, residuals, cotangents):
     d_final, d_ys = cotangents
     # Transposed once, outside the loop: a transposed operand inside it is repacked at every step
     # by XLA:CPU's matmul (benchmarks/NOTES.md).
-    kernels_t = {name: _materialized(kernel.T) for name, kernel in weights.recurrent.items()}
+    kernels_t = {name: _materialized(kernel.T.astype(cell.dtype))
+                 for name, kernel in weights.recurrent.items()}
 
     def body(d_carry, inputs):
         carry, x_proj_t, outputs_t, reset_t, valid_t, d_y = inputs

@@ -98,9 +98,7 @@ def run(
         raise ValueError("all leaves of xs must share their time and batch sizes")
     if check_carry:
         _check_carry(step, params, carry, jax.tree.map(lambda a: a[0], xs))
-    lengths = checked_lengths(lengths, batch_size, num_steps)
-    valid = None if lengths is None else (
-        jnp.arange(num_steps, dtype=jnp.int32)[:, None] < lengths[None, :])  # bool[T, B]
+    valid = valid_steps(checked_lengths(lengths, batch_size, num_steps), num_steps)
     per_step = (xs, checked_resets(resets, num_steps, batch_size, time_major), valid)
     body = guarded_step(step, params)
 
@@ -175,6 +173,13 @@ def guarded_step(step: Step, params: Any) -> Callable[..., Any]:
                 _select(valid, y, jax.tree.map(jnp.zeros_like, y)))
 
     return body
+
+
+def valid_steps(lengths: Array | None, num_steps: int) -> Array | None:
+    """``bool[T, B]``, True where step t of sequence b is valid (``t < lengths[b]``); None for None."""
+    if lengths is None:
+        return None
+    return jnp.arange(num_steps, dtype=jnp.int32)[:, None] < lengths[None, :]
 
 
 def checked_resets(resets: Any, num_steps: int, batch_size: int, time_major: bool) -> Array | None:
