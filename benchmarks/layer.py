@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> dict:
     for shape_name in shapes:
         for variant in args.variants:
             rows.append(measure(shape_name, variant, warmup=args.warmup, steps=args.steps))
-            print(rows[-1], flush=True)
+            row = rows[-1]
+            timing = row.get("unavailable") or f"{row['median_step_s'] * 1e3:9.2f} ms fwd+bwd"
+            print(f"{shape_name:18s} {variant:22s} {timing}", flush=True)
     record = {"benchmark": "layer", "environment": report.environment(),
               "precision": "float32 (jax_default_matmul_precision=highest)",
               "shapes": {name: dict(zip("BTIH", {**SHAPES, **QUICK_SHAPES}[name]))

@@ -260,7 +260,9 @@ def test_layer_engine_falls_back_to_scan_and_says_why():
 def test_auto_is_measured_on_cpu_and_says_so_elsewhere():
     cell = LSTM(8)
     cpu = lstmjax.resolve(cell, "auto", num_steps=20, batch_size=4, backend="cpu")
-    assert cpu.engine in ENGINES and "measured on cpu" in cpu.reason
+    assert cpu.engine in ENGINES and "measured on cpu, H=8" in cpu.reason
+    large = lstmjax.resolve(LSTM(650), "auto", num_steps=35, batch_size=20, backend="cpu")
+    assert large.engine == "fused"  # the CPU table's row for H > 200
     tpu = lstmjax.resolve(cell, "auto", num_steps=20, batch_size=4, backend="tpu")
     assert "no measurement on tpu" in tpu.reason
     assert lstmjax.resolve(BareCell(), "auto", num_steps=20, batch_size=4).engine == "scan"

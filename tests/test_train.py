@@ -49,7 +49,7 @@ def test_loss_falls_and_run_directory_is_complete(tmp_path):
     train_losses = [r["loss"] for r in records if r["split"] == "train"]
     assert train_losses[-1] < train_losses[0] - 0.3
     assert {"grad_norm", "learning_rate", "tokens_per_s", "step_time_s", "perplexity"} <= set(records[0])
-    assert records[0]["engine"].startswith("fused unroll=4 (auto: ")  # H=16: the small-H row  # what "auto" chose, and why
+    assert records[0]["engine"].startswith("scan unroll=1 (auto: ")  # H=16: the small-H row  # what "auto" chose, and why
     assert summary["step"] == 40 and np.isfinite(summary["valid"]["loss"])
     assert summary["sample"] and (tmp_path / "config.json").exists() and (tmp_path / "vocab.json").exists()
 
