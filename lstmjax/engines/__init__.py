@@ -7,7 +7,7 @@ Two entry points:
   loop). Sampling and user code use it.
 * :func:`run_layer`: one recurrent layer, given its cell. The model calls it once per layer.
   Generic engines run the cell's step through :func:`run`; layer engines see the cell's weight
-  split and gate math (:class:`lstmjax.cells.RecurrentCell`) and may compute the layer as a
+  split and gate math (:class:`lstmjax.cells.LayerCell`) and may compute the layer as a
   whole: ``"fused"`` hoists the input projection out of the loop and has a hand-written backward
   pass. ``"auto"`` picks an engine and unroll from measurements (:mod:`lstmjax.engines.auto`).
   A layer engine that does not support a cell or an option falls back to ``"scan"``;
