@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from benchmarks import compile_time, memory, peers, plot, report, throughput
+from benchmarks import compile_time, kernels, memory, peers, plot, report, throughput
 from benchmarks.shapes import QUICK_SHAPES
 from lstmjax.engines import ENGINE_NAMES
 from lstmjax.model import resolve_engines
@@ -124,3 +124,12 @@ def test_plots(folder, compile_record, throughput_record, memory_record):
     plot.main([str(folder)])
     for name in ["ct", "tp", "memory"]:
         assert (folder / f"{name}.png").stat().st_size > 0
+
+
+def test_kernels_quick_measures_matmuls_and_gate_math(tmp_path):
+    record = kernels.main(["--quick", "--out", str(tmp_path / "kernels.json")])
+    rows = {(row["kind"], row["variant"]): row for row in record["rows"]}
+    assert set(rows) == {("matmul", "jax"), ("matmul", "torch"), ("gate math", "jax.nn.sigmoid"),
+                         ("gate math", "tanh form")}
+    assert all(row["median_ms"] > 0 for row in rows.values())
+    assert json.loads((tmp_path / "kernels.json").read_text())["rows"] == record["rows"]

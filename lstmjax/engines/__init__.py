@@ -71,7 +71,7 @@ def _generic(engine: str) -> Callable[..., tuple[Any, Array]]:
             return cell_step(weights, carry, x)
 
         return run(step, weights, carry, xs, engine=engine, unroll=unroll, lengths=lengths,
-                   reverse=reverse, resets=resets, check_carry=False)
+                   reverse=reverse, resets=resets, checked=True)
 
     return run_layer
 

@@ -40,7 +40,7 @@ def run(
     reverse: bool = False,
     resets: Array | None = None,
     time_major: bool = True,
-    check_carry: bool = True,
+    checked: bool = False,
 ) -> tuple[Any, Any]:
     """Run ``step`` over the time axis of ``xs``.
 
@@ -71,9 +71,10 @@ def run(
       reverse: run from the last step to the first.
       resets: optional ``bool[T, B]`` (``[B, T]`` if not ``time_major``), see above.
       time_major: whether ``xs``, ``resets`` and the returned ``ys`` are time-major.
-      check_carry: trace one step first to check that it keeps the carry's shapes and dtypes
-        (callers that have checked their step already, as :func:`~lstmjax.engines.run_layer`,
-        turn it off).
+      checked: the caller has already checked the step's carry, ``lengths`` and ``resets``
+        (time-major), as :func:`~lstmjax.engines.run_layer` does once per layer; otherwise one
+        step is traced first to check that it keeps the carry's shapes and dtypes, and
+        ``lengths`` and ``resets`` are checked here.
 
     Returns:
       ``(final_carry, ys)``, ``ys`` a pytree of ``[T, B, ...]`` leaves (``[B, T, ...]`` if not
@@ -96,10 +97,11 @@ def run(
     num_steps, batch_size = jnp.shape(jax.tree.leaves(xs)[0])[:2]
     if any(jnp.shape(leaf)[:2] != (num_steps, batch_size) for leaf in jax.tree.leaves(xs)):
         raise ValueError("all leaves of xs must share their time and batch sizes")
-    if check_carry:
+    if not checked:
         _check_carry(step, params, carry, jax.tree.map(lambda a: a[0], xs))
-    valid = valid_steps(checked_lengths(lengths, batch_size, num_steps), num_steps)
-    per_step = (xs, checked_resets(resets, num_steps, batch_size, time_major), valid)
+        lengths = checked_lengths(lengths, batch_size, num_steps)
+        resets = checked_resets(resets, num_steps, batch_size, time_major)
+    per_step = (xs, resets, valid_steps(lengths, num_steps))
     body = guarded_step(step, params)
 
     if engine == "scan":
