@@ -52,11 +52,40 @@ def test_no_clipping_and_adam():
     np.testing.assert_allclose(updates["w"], reference["w"], rtol=1e-6)
 
 
+def test_adam_tf1_is_tf1s_closed_form_after_clipping_on_a_schedule():
+    """tf.train.AdamOptimizer: lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t), update lr_t m / (sqrt(v) + eps).
+
+    Gradients of the size of eps, so that where epsilon goes shows: optax's Adam differs by more
+    than 10% at the first step; TF1's closed form, in float64, within float32 rounding.
+    """
+    b1, b2, eps, lr, clip = 0.8, 0.99, 1e-3, 0.1, 3e-3
+    config = OptimConfig(optimizer="adam_tf1", learning_rate=lr, max_grad_norm=clip,
+                         schedule="exponential", decay_rate=0.5, decay_steps=2, staircase=False,
+                         adam_b1=b1, adam_b2=b2, adam_eps=eps)
+    optimizer, schedule = make_optimizer(config, steps_per_epoch=1)
+    rng = np.random.default_rng(0)
+    grads = rng.normal(scale=2e-3, size=(6, 3)) * np.array([[1.0], [2.0], [0.5], [1.0], [3.0], [1.0]])
+    params = {"w": jnp.zeros(3)}
+    state = optimizer.init(params)
+    m, v = np.zeros(3), np.zeros(3)
+    for t, g in enumerate(grads, start=1):
+        updates, state = optimizer.update({"w": jnp.asarray(g, jnp.float32)}, state, params)
+        g = g * min(1.0, clip / np.linalg.norm(g))
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g**2
+        lr_t = lr * 0.5 ** ((t - 1) / 2) * np.sqrt(1 - b2**t) / (1 - b1**t)
+        expected = -lr_t * m / (np.sqrt(v) + eps)
+        np.testing.assert_allclose(updates["w"], expected, rtol=2e-6, err_msg=f"step {t}")
+        np.testing.assert_allclose(schedule(jnp.int32(t - 1)), lr * 0.5 ** ((t - 1) / 2), rtol=1e-6)
+        if t == 1:
+            optax_adam = -lr * m / (1 - b1) / (np.sqrt(v / (1 - b2)) + eps)
+            assert np.all(np.abs(optax_adam / expected - 1) > 0.1)
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"learning_rate": 0.0}, "learning_rate must be > 0"),
     ({"max_grad_norm": -1.0}, "max_grad_norm must be > 0 or None"),
     ({"decay_rate": 1.5}, r"decay_rate must lie in \(0, 1\]"),
-    ({"optimizer": "rmsprop"}, r"optimizer must be one of \('adam', 'adagrad', 'sgd'\)"),
+    ({"optimizer": "rmsprop"}, r"optimizer must be one of \('adam', 'adam_tf1', 'adagrad', 'sgd'\)"),
     ({"schedule": "cosine"}, r"schedule must be one of \('constant', 'exponential', 'epoch_decay'\)"),
 ])
 def test_bad_optimizer_config(overrides, message):
