@@ -11,7 +11,7 @@ from typing import Literal, get_args
 
 from lstmjax._checks import require_choice, require_positive_int
 from lstmjax.cells import CELLS
-from lstmjax.data.corpora import CorpusName
+from lstmjax.data.corpora import CorpusName, Level, check_options
 from lstmjax.engines import ENGINE_NAMES
 
 CellType = Literal[tuple(CELLS)]  # the registry's names, for the CLI's choices
@@ -140,27 +140,42 @@ LossScale = Literal["mean", "sum_over_time"]
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Which corpus, and where it lives.
+    """Which corpus, and where it lives: a named corpus, or your own text (``corpus="text"``).
+
+    The fields are :func:`lstmjax.data.load_corpus`'s keyword arguments:
+    ``load_corpus(**dataclasses.asdict(data))`` loads the corpus. Errors name them ``data.<field>``.
 
     Attributes:
-      corpus: a named corpus (see :mod:`lstmjax.data.corpora`); ``"default"`` is embedded.
-      data_dir: directory holding the corpus files; None: ``$LSTMJAX_DATA_DIR``, else download.
+      corpus: a named corpus (see :mod:`lstmjax.data.corpora`; ``"default"`` is embedded), or
+        ``"text"``: the text at ``path``.
+      path: ``corpus="text"`` only, and required there: a UTF-8 text file, or a folder whose
+        ``*.txt`` files (subfolders included, hidden ones skipped) are read in sorted path order.
+        Split contiguously 90/5/5. A relative path is resolved against the current directory
+        when the corpus is loaded; ``config.json`` stores it as given, so resume a run from the
+        directory it started in (or give an absolute path).
+      level: ``corpus="text"`` only: ``"char"`` (every character of the text is a token) or
+        ``"word"`` (whitespace-separated words, each newline an ``<eos>``, as PTB).
+      min_count: ``corpus="text"``, word level only: training-split words seen fewer times
+        become ``<unk>`` (as do words seen only in valid or test); 1 keeps every training word.
+      data_dir: directory holding a named corpus's files; None: ``$LSTMJAX_DATA_DIR``, else
+        download. Not with ``corpus="text"``.
       cache_dir: where downloads go; None: ``$LSTMJAX_CACHE_DIR``, else ``~/.cache/lstmjax``.
       split: ``"standard"`` or, for text8, ``"tutorial"`` (validation = first 1,000 characters).
-      unknown: characters outside a fixed alphabet: ``"error"`` or ``"map"`` to its documented
-        symbol.
+      unknown: text8 characters outside its alphabet and ptb valid/test words outside its
+        training vocabulary: ``"error"``, or ``"map"`` to a space (text8) or ``<unk>`` (ptb).
     """
 
     corpus: CorpusName = "default"
+    path: str | None = None
+    level: Level = "char"
+    min_count: int = 1
     data_dir: str | None = None
     cache_dir: str | None = None
     split: Literal["standard", "tutorial"] = "standard"
     unknown: Literal["error", "map"] = "error"
 
     def __post_init__(self):
-        require_choice("corpus", self.corpus, get_args(CorpusName))
-        require_choice("split", self.split, ("standard", "tutorial"))
-        require_choice("unknown", self.unknown, ("error", "map"))
+        check_options(**dataclasses.asdict(self))
 
 
 @dataclasses.dataclass(frozen=True)

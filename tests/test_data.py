@@ -1,12 +1,15 @@
 """The data layer: exact truncated-BPTT windows and resume, vocabularies, the named corpora on the
-shared data (skipped where it is absent), and the download path, served locally (no network)."""
+shared data (skipped where it is absent), your own text (``corpus="text"``) from tiny files, errors
+that name the config field and the fix, and the download path, served locally (no network)."""
 
 import dataclasses
 import hashlib
+import inspect
 import io
 import itertools
 import json
 import pathlib
+import re
 import tracemalloc
 import urllib.error
 import urllib.request
@@ -15,9 +18,11 @@ import zipfile
 import numpy as np
 import pytest
 
+from lstmjax.config import Config, DataConfig
 from lstmjax.data import (
     CORPORA,
     EOS,
+    UNK,
     Position,
     Vocab,
     load_corpus,
@@ -308,9 +313,10 @@ def small_text8(tmp_path, monkeypatch):
 
 def test_text8_character_outside_the_alphabet_is_an_error_or_mapped(small_text8):
     data_dir = small_text8("abc deF gh\né ij".encode() * 100)
-    with pytest.raises(ValueError, match=r"character 'F' \(byte 0x46\) at offset 6") as err:
+    with pytest.raises(ValueError, match=r"character 'F' \(U\+0046\) at offset 6 ") as err:
         load_corpus("text8", data_dir=data_dir)
-    assert "unknown='map'" in str(err.value)
+    assert 'Set data.unknown="map"' in str(err.value) and "as are 299 more" in str(err.value)
+    assert "not the published" not in str(err.value)  # its (patched) size matches
     corpus = load_corpus("text8", data_dir=data_dir, unknown="map", split="tutorial")
     text = corpus.vocab.decode(np.concatenate([corpus.valid, corpus.train]))
     assert text == "abc de  gh   ij" * 100  # F, newline and é each become one space
@@ -319,8 +325,10 @@ def test_text8_character_outside_the_alphabet_is_an_error_or_mapped(small_text8)
 
 def test_text8_full_file_of_the_wrong_size_is_an_error(tmp_path):
     (tmp_path / "text8").write_bytes(b"abc " * 10)
-    with pytest.raises(ValueError, match="40 bytes, expected 100,000,000"):
+    with pytest.raises(ValueError, match="40 bytes with sha256 [0-9a-f]{64}, expected 100,000,000"):
         load_corpus("text8", data_dir=tmp_path)
+    with pytest.raises(ValueError, match="40 bytes with sha256 [0-9a-f]{64}, expected 100,000,000"):
+        load_corpus("text8", data_dir=tmp_path, unknown="map")  # nothing to map: still an error
 
 
 def test_ptb_word_outside_the_training_vocabulary_is_an_error_or_unk(tmp_path, monkeypatch):
@@ -330,7 +338,7 @@ def test_ptb_word_outside_the_training_vocabulary_is_an_error_or_unk(tmp_path, m
         (tmp_path / filename).write_text(text)
         source = dataclasses.replace(sources.SOURCES[filename], sha256=sha256(text.encode()))
         monkeypatch.setitem(sources.SOURCES, filename, source)
-    with pytest.raises(ValueError, match="'zebra' at position 1.*unknown='map'"):
+    with pytest.raises(ValueError, match="'zebra' at position 1 .*set data.unknown=\"map\""):
         load_corpus("ptb", data_dir=tmp_path)
     corpus = load_corpus("ptb", data_dir=tmp_path, unknown="map")
     assert corpus.vocab.decode(corpus.valid) == "a <unk>\n"
@@ -370,9 +378,15 @@ def test_offline_download_error_names_file_checksum_and_where_to_put_it(tmp_path
 
 def test_checksum_mismatch_in_the_data_dir_is_an_error(tmp_path):
     (tmp_path / "tinyshakespeare.txt").write_text("First Citizen:\nBefore we proceed\n")
-    with pytest.raises(ValueError, match="does not match the expected 86c4e6aa") as err:
+    with pytest.raises(ValueError) as err:
         load_corpus("tinyshakespeare", data_dir=tmp_path)
+    expected = sources.SOURCES["tinyshakespeare.txt"].sha256
+    got = sha256((tmp_path / "tinyshakespeare.txt").read_bytes())
+    assert f"33 bytes with sha256 {got}, expected 1,115,394 bytes with sha256 {expected}" in str(
+        err.value
+    )
     assert "karpathy/char-rnn" in str(err.value) and "LSTMJAX_DATA_DIR" in str(err.value)
+    assert f'set data.data_dir="{tmp_path}"' in str(err.value)
 
 
 @pytest.fixture
@@ -460,10 +474,210 @@ def test_text8_download_unzips_the_member_after_checking_sizes(served):
 
 
 def test_bad_arguments_list_the_choices():
-    with pytest.raises(ValueError, match="name must be one of"):
+    with pytest.raises(ValueError, match="data.corpus must be one of .*'text'"):
         load_corpus("wikitext")
-    with pytest.raises(ValueError, match="only for text8"):
+    with pytest.raises(ValueError, match='data.split="tutorial" exists only for data.corpus='):
         load_corpus("ptb", split="tutorial")
-    with pytest.raises(ValueError, match="unknown must be one of"):
+    with pytest.raises(ValueError, match="data.unknown must be one of"):
         load_corpus("text8", unknown="drop")
     assert CORPORA == ("default", "text8", "tinyshakespeare", "anna", "ptb", "ptb-char")
+
+
+# ---- your own text: corpus="text" ---------------------------------------------------------------
+
+LINES = "the cat sat\nthe dog ran\n"  # 8 words with <eos>; 24 chars
+
+
+def split_sizes(corpus):
+    return len(corpus.train), len(corpus.valid), len(corpus.test)
+
+
+def whole(corpus):
+    return corpus.vocab.decode(np.concatenate([corpus.train, corpus.valid, corpus.test]))
+
+
+def test_text_file_at_char_level_keeps_every_character_split_90_5_5(tmp_path, monkeypatch):
+    text = LINES * 5 + "ünïcode\r\n"  # 129 chars, CRLF kept as it is, a BOM dropped
+    (tmp_path / "my.txt").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    monkeypatch.chdir(tmp_path)
+    corpus = load_corpus("text", path="my.txt")  # relative: from the current directory
+    assert corpus.name == "text" and corpus.vocab.level == "char"
+    assert corpus.vocab.tokens == tuple(sorted(set(text))) and "\r" in corpus.vocab.tokens
+    assert split_sizes(corpus) == (116, 6, 7)  # 129 * 90 // 100, 129 * 5 // 100, the rest
+    assert whole(corpus) == text and corpus.train.dtype == np.uint8
+    assert not corpus.train.flags.writeable
+    assert str(tmp_path / "my.txt") in corpus.note and sha256(text.encode()) in corpus.note
+    assert "3 seen only in valid/test: '\\rïü'" in corpus.note  # the last line is held out
+
+
+def test_text_folder_reads_txt_files_recursively_in_path_order(tmp_path):
+    files = {
+        "b.txt": "b" * 20,  # no final newline: the next file starts on a new line
+        "a.txt": "a" * 20 + "\n",
+        "sub/c.txt": "c" * 20,
+        "b.md": "not text",  # not *.txt
+        ".hidden/d.txt": "dddd",  # hidden folder
+        "sub/.e.txt": "eeee",  # hidden file
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / "empty.txt").write_text("")  # adds nothing, not even a newline
+    corpus = load_corpus("text", path=tmp_path)
+    text = "a" * 20 + "\n" + "b" * 20 + "\n" + "c" * 20  # a, b, (empty), sub/c: 62 chars
+    assert whole(corpus) == text
+    assert corpus.vocab.tokens == ("\n", "a", "b", "c")
+    assert split_sizes(corpus) == (55, 3, 4)  # 90% = 55, 5% = 3, the rest
+    assert "4 *.txt files in path order: a.txt, b.txt, empty.txt, ... sub/c.txt" in corpus.note
+
+
+def test_text_too_short_for_the_split_names_the_size_and_the_need(tmp_path):
+    (tmp_path / "short.txt").write_text("a" * 39)
+    with pytest.raises(ValueError, match="holds 39 characters: too short") as err:
+        load_corpus("text", path=tmp_path / "short.txt")
+    for part in ("at least 40", "train.batch_size * (train.seq_len + 1)", 'data.path="'):
+        assert part in str(err.value)
+    (tmp_path / "short.txt").write_text("a" * 40)
+    assert split_sizes(load_corpus("text", path=tmp_path / "short.txt")) == (36, 2, 2)
+    (tmp_path / "short.txt").write_text(LINES * 4)  # 40 chars, but 32 words
+    with pytest.raises(ValueError, match=r"holds 32 words \(<eos> included\): too short"):
+        load_corpus("text", path=tmp_path / "short.txt", level="word")
+
+
+def test_text_word_level_maps_rare_and_unseen_words_to_unk(tmp_path):
+    train = "a a a b b c\n" * 6  # 42 tokens: a x18, b x12, c x6, <eos> x6
+    held_out = "a d\nb\n"  # 5 tokens: d is seen only here
+    (tmp_path / "words.txt").write_text(train + held_out)
+    corpus = load_corpus("text", path=tmp_path / "words.txt", level="word")
+    assert split_sizes(corpus) == (42, 2, 3)  # 47 tokens
+    assert corpus.vocab.tokens == ("a", "b", EOS, "c", UNK)  # ties by word; <unk> counts 0
+    assert corpus.vocab.decode(np.concatenate([corpus.valid, corpus.test])) == "a <unk>\nb\n"
+    assert "words mapped to <unk>: train 0, valid 1, test 0" in corpus.note
+    rare = load_corpus("text", path=tmp_path / "words.txt", level="word", min_count=7)
+    assert rare.vocab.tokens == ("a", "b", EOS, UNK)  # <unk>: c (x6) and d; <eos> kept
+    assert rare.vocab.decode(rare.train[:8]) == "a a a b b <unk>\na"
+    assert "seen at least 7 times" in rare.note and "train 6, valid 1, test 0" in rare.note
+
+
+def test_text_is_loaded_the_same_from_a_saved_config(tmp_path, monkeypatch):
+    """What a resumed run does: read config.json back and load the corpus from the same dir."""
+    (tmp_path / "books").mkdir()
+    for i in range(3):
+        (tmp_path / "books" / f"{i}.txt").write_text(f"book {i}\n" + LINES * (i + 1))
+    monkeypatch.chdir(tmp_path)
+    config = Config(data=DataConfig(corpus="text", path="books", level="word"))
+    saved = json.loads(json.dumps(config.to_dict()))
+    assert saved["data"]["path"] == "books"  # stored as given
+    data = Config.from_dict(saved).data
+    first = load_corpus(**dataclasses.asdict(config.data))
+    again = load_corpus(**dataclasses.asdict(data))
+    assert first.vocab == again.vocab and first.vocab.level == "word"
+    for a, b in zip(split_sizes(first), split_sizes(again), strict=True):
+        assert a == b
+    np.testing.assert_array_equal(
+        np.concatenate([first.train, first.valid, first.test]),
+        np.concatenate([again.train, again.valid, again.test]),
+    )
+    assert sum(split_sizes(first)) == 3 * 3 + 6 * 8  # "book i <eos>" + LINES 1+2+3 times
+
+
+def test_data_config_fields_are_load_corpus_arguments():
+    fields = [f.name for f in dataclasses.fields(DataConfig)]
+    params = list(inspect.signature(load_corpus).parameters)
+    assert params == [*fields, "download"]
+    assert list(inspect.signature(DataConfig).parameters) == fields
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"corpus": "text"}, 'data.corpus="text" trains on your own text, named by data.path'),
+        ({"corpus": "ptb", "path": "my.txt"}, 'data.path="my.txt" is for your own text'),
+        ({"corpus": "text8", "level": "word"}, 'data.level="word" applies to data.corpus="text"'),
+        ({"corpus": "anna", "min_count": 3}, 'data.min_count=3 applies to data.corpus="text"'),
+        ({"corpus": "text", "path": "x", "min_count": 2}, "applies to word level only"),
+        ({"corpus": "text", "path": "x", "unknown": "map"}, 'leave data.unknown="error"'),
+        ({"corpus": "text", "path": "x", "data_dir": "d"}, "unset data.data_dir"),
+        ({"corpus": "text", "path": "x", "level": "byte"}, "data.level must be one of"),
+        ({"corpus": "text", "path": "x", "level": "word", "min_count": 0}, "data.min_count must"),
+    ],
+)
+def test_data_options_are_checked_by_config_and_loader_alike(fields, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        DataConfig(**fields)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_corpus(**fields)
+
+
+def test_text_path_errors_name_the_field_the_file_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match='data.path="missing.txt": no such file') as err:
+        load_corpus("text", path="missing.txt")
+    assert str(tmp_path / "missing.txt") in str(err.value) and str(tmp_path) in str(err.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r'data.path="empty": the folder .* holds no'):
+        load_corpus("text", path="empty")
+    (tmp_path / "empty" / "notes.md").write_text(LINES * 10)
+    (tmp_path / "empty" / ".hidden.txt").write_text(LINES * 10)
+    with pytest.raises(FileNotFoundError, match=r"holds no \*.txt file"):
+        load_corpus("text", path="empty")
+    (tmp_path / "latin1.txt").write_bytes(LINES.encode() + "café\n".encode("latin-1"))
+    with pytest.raises(ValueError) as err:
+        load_corpus("text", path="latin1.txt")
+    for part in (
+        f"{tmp_path / 'latin1.txt'} is not UTF-8 text",
+        "byte 0xe9 at byte offset 27 (line 3)",
+        "iconv -f LATIN1 -t UTF-8 latin1.txt > latin1.utf8.txt",
+    ):
+        assert part in str(err.value)
+
+
+# ---- text8's fixed alphabet: the character before the checksum -----------------------------------
+
+
+def test_text8_head_file_with_a_foreign_character_names_it_not_the_checksum(tmp_path):
+    """The head file has a known sha256: a copy with one stray character differs from it, and the
+    character, not the checksum, is what the error reports."""
+    text = "anarchism originated as a term of abuse " * 50
+    (tmp_path / "text8.head10M.txt").write_text(text[:1234] + "é" + text[1235:])
+    with pytest.raises(ValueError) as err:
+        load_corpus("text8", data_dir=tmp_path)
+    message = str(err.value)
+    assert "character 'é' (U+00E9) at offset 1,234 is outside text8's 27-symbol" in message
+    assert "as are" not in message  # the only one
+    assert "the file is not the published one (2,001 bytes with sha256" in message
+    assert 'Set data.unknown="map"' in message and 'data.corpus="text" with data.path="' in message
+    corpus = load_corpus("text8", data_dir=tmp_path, unknown="map", split="tutorial")
+    assert corpus.vocab.decode(np.concatenate([corpus.valid, corpus.train])) == (
+        text[:1234] + " " + text[1235:]
+    )
+    assert "1 characters outside a-z and space mapped" in corpus.note
+    assert "not the published file (2,001 bytes with sha256" in corpus.note
+    (tmp_path / "text8.head10M.txt").write_text(text)  # only alphabet characters: the checksum
+    with pytest.raises(ValueError, match="2,000 bytes with sha256 .* expected 10,000,000 bytes"):
+        load_corpus("text8", data_dir=tmp_path, unknown="map")
+
+
+def test_data_layer_messages_name_config_fields_not_python_arguments(tmp_path, monkeypatch):
+    messages = []
+    for call in (
+        lambda: load_corpus("ptb", data_dir=tmp_path),  # missing file in a data dir
+        lambda: load_corpus("anna", split="tutorial"),
+        lambda: load_corpus("text"),
+    ):
+        with pytest.raises((ValueError, FileNotFoundError)) as err:
+            call()
+        messages.append(str(err.value))
+    assert "(from data.data_dir)" in messages[0] and f'data.data_dir="{tmp_path}"' in messages[0]
+    for message in messages:
+        for python_style in ("data_dir=", "unknown='", "split='", "name=", "load_corpus("):
+            assert python_style not in message.replace("data.data_dir=", ""), message
+
+
+def test_word_vocab_min_count_keeps_frequent_words_and_unk_stands_for_the_rest():
+    tokens = ["x", "x", "x", "y", "z", EOS]
+    # <unk> counts y and z: 2; <eos> is kept although it is rarer
+    assert Vocab.build_words(tokens, min_count=2, unk=UNK).tokens == ("x", UNK, EOS)
+    assert Vocab.build_words(tokens, unk=UNK).tokens == ("x", EOS, "y", "z", UNK)  # <unk>: 0
+    with pytest.raises(ValueError, match="min_count=2 leaves words out"):
+        Vocab.build_words(tokens, min_count=2)

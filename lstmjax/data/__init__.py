@@ -1,10 +1,13 @@
-"""The data layer: vocabularies, named corpora, and truncated-BPTT windows.
+"""The data layer: vocabularies, corpora (named ones and your own text), truncated-BPTT windows.
 
   vocab     ``Vocab``: char- and word-level token <-> id tables, saved as JSON with a run.
-  corpora   ``load_corpus(name)``: default (CPython's help texts), text8, tinyshakespeare, anna,
-            ptb, ptb-char; one compact id array per split.
+  corpora   ``load_corpus(corpus, ...)``, its keyword arguments the fields of ``DataConfig``:
+            default (CPython's help texts), text8, tinyshakespeare, anna, ptb, ptb-char, or
+            ``"text"``: your own UTF-8 file or folder of ``*.txt`` files (``path``), char or word
+            level, split 90/5/5; one compact id array per split. Errors name the config fields
+            (``data.path``, ``data.unknown``, ...); ``check_options`` checks them without reading.
   sources   where corpus files come from: origins and sha256s, a data dir or a verified download
-            into the cache.
+            into the cache; UTF-8 decoding that names the offset of a bad byte.
   batching  ``windows``: B contiguous streams read T tokens at a time (TF's ``ptb_producer``);
             ``Position(epoch, window)`` to resume exactly.
 
@@ -12,15 +15,17 @@ Importing this package reads no file and touches no network.
 """
 
 from lstmjax.data.batching import Position, num_windows, require_windows, stream, windows
-from lstmjax.data.corpora import CORPORA, Corpus, load_corpus
-from lstmjax.data.vocab import EOS, Vocab
+from lstmjax.data.corpora import CORPORA, Corpus, check_options, load_corpus
+from lstmjax.data.vocab import EOS, UNK, Vocab
 
 __all__ = [
     "CORPORA",
     "EOS",
+    "UNK",
     "Corpus",
     "Position",
     "Vocab",
+    "check_options",
     "load_corpus",
     "num_windows",
     "require_windows",

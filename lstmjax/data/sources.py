@@ -4,17 +4,18 @@
 its public origin URL and how the download becomes the stored file. :func:`locate` returns the
 local path of a file, looking in this order:
 
-1. a data directory that the user names (``data_dir=``, else the environment variable
+1. a data directory that the user names (``data.data_dir``, else the environment variable
    ``LSTMJAX_DATA_DIR``): the files must be there, under the names in :data:`SOURCES`;
-2. otherwise the cache (``cache_dir=``, else ``LSTMJAX_CACHE_DIR``, else ``~/.cache/lstmjax``),
+2. otherwise the cache (``data.cache_dir``, else ``LSTMJAX_CACHE_DIR``, else ``~/.cache/lstmjax``),
    where a missing file is downloaded from its public origin (unless ``download=False``).
 
 Every file with a known sha256 is checked on each load (:func:`read_text`, :func:`check_sha256`).
 Offline, a missing file is a FileNotFoundError and a checksum mismatch a ValueError; both name the
 file, the expected sha256, the origin URL and where to put a good copy. A download goes to a
 temporary file in the cache and is renamed to its final name only once verified, so a corrupt
-download is never left there. What the files hold and how they become corpora is
-:mod:`lstmjax.data.corpora`'s job.
+download is never left there. :func:`decode_utf8` decodes these files and your own text
+(``data.path``), naming the offset of a byte that is not UTF-8. What the files hold and how they
+become corpora is :mod:`lstmjax.data.corpora`'s job.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def locate(
         found = [folder / f for f in filenames if (folder / f).is_file()]
         if found:
             return found[0]
-        via = "data_dir" if data_dir is not None else ENV_DATA_DIR
+        via = "data.data_dir" if data_dir is not None else ENV_DATA_DIR
         raise FileNotFoundError(
             f"{name}: {' or '.join(filenames)} not found in the data dir {folder} (from {via}). "
             + _where_to_put(SOURCES[filenames[0]], folder)
@@ -192,10 +193,24 @@ def read_text(path: Path) -> str:
         data = data.replace(b"\r\n", b"\n")
         digest = hashlib.sha256(data).hexdigest()
     check_sha256(path, digest, source)
+    return decode_utf8(data, path)
+
+
+def decode_utf8(data: bytes, path: Path) -> str:
+    """``data``, the bytes of ``path``, as UTF-8 text, a leading byte-order mark dropped.
+
+    Raises:
+      ValueError: naming the file, the first bad byte, its offset and line, and the fix.
+    """
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not UTF-8 text: {err}") from err
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ValueError(
+            f"{path} is not UTF-8 text: byte 0x{data[err.start]:02x} at byte offset "
+            f"{err.start:,} (line {line:,}) is {err.reason}. Save the file as UTF-8, e.g. from "
+            f"Latin-1 with: iconv -f LATIN1 -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}"
+        ) from None
 
 
 def sha256_file(path: Path) -> str:
@@ -207,18 +222,25 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def mismatch(path: Path, digest: str, source: Source) -> str | None:
+    """How the file at ``path``, of sha256 ``digest``, differs from the published one: its size
+    and sha256 against the expected ones (only the size where no sha256 is known); None if not."""
+    size = path.stat().st_size
+    if source.sha256 is not None and digest != source.sha256:
+        expected = f"{source.size:,} bytes with sha256 {source.sha256}"
+    elif source.sha256 is None and source.size is not None and size != source.size:
+        expected = f"{source.size:,} bytes (no sha256 is known; its size is checked)"
+    else:
+        return None
+    return f"{size:,} bytes with sha256 {digest}, expected {expected} for {source.filename}"
+
+
 def check_sha256(path: Path, digest: str, source: Source) -> None:
     """Raise a ValueError naming the fix if ``digest`` (or, lacking a sha256, the size) is wrong."""
-    if source.sha256 is not None and digest != source.sha256:
+    differs = mismatch(path, digest, source)
+    if differs:
         raise ValueError(
-            f"{path}: sha256 {digest} does not match the expected {source.sha256} of "
-            f"{source.filename}: the file is corrupt or another version. "
-            + _where_to_put(source, path.parent)
-        )
-    if source.sha256 is None and source.size is not None and path.stat().st_size != source.size:
-        raise ValueError(
-            f"{path}: {path.stat().st_size:,} bytes, expected {source.size:,} for "
-            f"{source.filename} (no sha256 is known; its size is checked). "
+            f"{path}: {differs}: the file is corrupt, truncated or another version. "
             + _where_to_put(source, path.parent)
         )
 
@@ -238,7 +260,7 @@ def _where_to_put(source: Source, folder: Path | None, cache: Path | None = None
     dest = str(folder) if folder else "<your data dir>"
     fix = (
         f"Get {source.filename} ({expected}): {origin}. Put it at {dest}/{source.filename} and "
-        f"pass data_dir={dest!r} or set the environment variable {ENV_DATA_DIR}={dest}"
+        f'set data.data_dir="{dest}" or the environment variable {ENV_DATA_DIR}={dest}'
     )
     if cache is not None:
         fix += f", or copy it to the download cache as {cache / source.filename}"

@@ -11,7 +11,8 @@ Text rules (the PTB reader's, ``tensorflow/models:tutorials/rnn/ptb/reader.py``)
   text encodes as ``<eos>`` and ``<eos>`` decodes as a newline.
 * word level: each line is split on whitespace and every newline becomes ``<eos>``. Unknown words
   are an error, unless ``encode(..., unknown=token)`` names a token to use instead (PTB's own
-  ``<unk>`` is an ordinary word of its vocabulary).
+  ``<unk>`` is an ordinary word of its vocabulary). ``build_words(..., min_count=k, unk="<unk>")``
+  keeps the words seen k times or more (and ``<eos>``) and lets ``<unk>`` stand for the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 Level = Literal["char", "word"]
 LEVELS: tuple[str, ...] = get_args(Level)
 EOS = "<eos>"
+UNK = "<unk>"
 
 
 def split_words(text: str) -> list[str]:
@@ -98,11 +100,26 @@ class Vocab:
         return cls(tuple(sorted(set(text))), "char")
 
     @classmethod
-    def build_words(cls, tokens: Iterable[str]) -> Vocab:
-        """Every distinct token, sorted by (-count, token), as TF's PTB reader ``_build_vocab``."""
+    def build_words(
+        cls, tokens: Iterable[str], *, min_count: int = 1, unk: str | None = None
+    ) -> Vocab:
+        """The distinct tokens seen at least ``min_count`` times, sorted by (-count, token), as TF's
+        PTB reader ``_build_vocab``.
+
+        Args:
+          tokens: the training tokens.
+          min_count: rarer tokens are left out, except ``<eos>``; above 1 it needs ``unk``.
+          unk: a token always in the vocabulary, standing for the tokens left out: its count, for
+            the order, is its own plus theirs. None: no such token.
+        """
         counts = collections.Counter(tokens)
         if not counts:
             raise ValueError("tokens must not be empty: cannot build a vocabulary from nothing")
+        if unk is not None:
+            rare = [t for t, n in counts.items() if n < min_count and t not in (unk, EOS)]
+            counts[unk] += sum(counts.pop(t) for t in rare)
+        elif min_count != 1:
+            raise ValueError(f"min_count={min_count} leaves words out: name unk=<a token> for them")
         return cls(
             tuple(w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))), "word"
         )
