@@ -115,7 +115,7 @@ def test_layers_from_tf_reads_names_as_tensorflow_writes_them():
 
 
 def test_import_errors_name_the_problem():
-    with pytest.raises(ValueError, match="no TF1 cell variables found"):
+    with pytest.raises(ValueError, match="no TF cell variables found"):
         convert.layers_from_tf({"Model/embedding": np.zeros((3, 3))})
     with pytest.raises(ValueError, match="cannot tell the cell type of scope 'my_cell'"):
         convert.layers_from_tf({"rnn/multi_rnn_cell/cell_0/my_cell/kernel": np.zeros((3, 4)),
@@ -128,6 +128,141 @@ def test_import_errors_name_the_problem():
         convert.lstm_from_tf_tutorial({"ix": np.zeros((2, 2))})
     with pytest.raises(ValueError, match="no torch RNN weights found"):
         convert.lstm_from_torch({"linear.weight": np.zeros((2, 2))})
+
+
+@pytest.mark.parametrize("case", [case for case in TF_CASES if case != "tutorial_lstm_8mat"])
+def test_tf_cells_are_read_off_the_weights_and_export_restores_the_names(case):
+    """cells_from_tf gives the cell each fixture was recorded with; layers_to_tf writes back the
+    very variables TF1 wrote (names and bits)."""
+    with np.load(FIXTURES / f"{case}.npz") as fixture:
+        fixture = dict(fixture)
+    meta = json.loads(str(fixture["meta"]))
+    variables = {name: fixture[f"var/{name}"] for name in meta["var_names"]}
+    cells, layers = convert.cells_from_tf(variables, forget_bias=meta["forget_bias"])
+    assert cells == _tf_cells(meta)
+    exported = convert.layers_to_tf(cells, layers)
+    assert sorted(exported) == sorted(variables)
+    for name, value in variables.items():
+        np.testing.assert_array_equal(exported[name], value, err_msg=name)
+
+
+def _lstm_vars(prefix, hidden=3, inputs=2, seed=0, *, leaves=("kernel", "bias")):
+    rng = np.random.default_rng(seed)
+    shapes = {"kernel": (inputs + hidden, 4 * hidden), "bias": (4 * hidden,)}
+    return {f"{prefix}/{leaf}": rng.normal(size=shapes[key]).astype(np.float32)
+            for leaf, key in zip(leaves, ("kernel", "bias"))}
+
+
+def test_single_layer_norm_lstm_without_cell_k():
+    """Wall 1: the kernel of a lone LayerNormalizedLSTMCell was dropped (KeyError: 'kernel')."""
+    rng = np.random.default_rng(1)
+    hidden, inputs = 3, 2
+    variables = {"rnn/LayerNormalizedLSTMCell/kernel:0": rng.normal(size=(inputs + hidden, 4 * hidden)).astype(np.float32)}
+    for gate in ("i", "j", "f", "o"):
+        for part in ("scale", "shift"):
+            variables[f"rnn/LayerNormalizedLSTMCell/{gate}/layer_norm/{part}:0"] = rng.normal(size=hidden).astype(np.float32)
+    (cell,), (params,) = convert.cells_from_tf(variables, forget_bias=1.0)
+    assert cell == LayerNormLSTM(hidden, forget_bias=1.0, layer_norm_cell=False)
+    np.testing.assert_array_equal(params["kernel"], variables["rnn/LayerNormalizedLSTMCell/kernel:0"])
+    np.testing.assert_array_equal(params["gate_shift"][2 * hidden:3 * hidden],
+                                  variables["rnn/LayerNormalizedLSTMCell/f/layer_norm/shift:0"])
+
+
+def test_stacks_that_would_collide_need_a_scope():
+    """Wall 2: fw and bw (or encoder and decoder) no longer merge into one layer 0."""
+    fw = _lstm_vars("bidirectional_rnn/fw/basic_lstm_cell", seed=1)
+    bw = _lstm_vars("bidirectional_rnn/bw/basic_lstm_cell", seed=2)
+    with pytest.raises(ValueError, match=r"2 cell stacks: 'bidirectional_rnn/bw/basic_lstm_cell', "
+                                         r"'bidirectional_rnn/fw/basic_lstm_cell'; pick one with scope="):
+        convert.layers_from_tf({**fw, **bw})
+    (fw_layer,) = convert.layers_from_tf({**fw, **bw}, scope="fw")
+    np.testing.assert_array_equal(fw_layer["kernel"], fw["bidirectional_rnn/fw/basic_lstm_cell/kernel"])
+    (fw_cells, fw_layers), (bw_cells, bw_layers) = convert.bidirectional_from_tf(
+        {**fw, **bw, "softmax/W": np.zeros((6, 5))}, forget_bias=1.0)
+    assert fw_cells == bw_cells == [LSTM(3, forget_bias=1.0)]
+    np.testing.assert_array_equal(fw_layers[0]["bias"], fw["bidirectional_rnn/fw/basic_lstm_cell/bias"])
+    np.testing.assert_array_equal(bw_layers[0]["bias"], bw["bidirectional_rnn/bw/basic_lstm_cell/bias"])
+
+    stacks = {**_lstm_vars("encoder/multi_rnn_cell/cell_0/lstm_cell", seed=3),
+              **_lstm_vars("encoder/multi_rnn_cell/cell_1/lstm_cell", seed=4),
+              **_lstm_vars("decoder/multi_rnn_cell/cell_0/lstm_cell", seed=5)}
+    with pytest.raises(ValueError, match=r"'decoder/multi_rnn_cell/cell_\*', 'encoder/multi_rnn_cell/cell_\*'"):
+        convert.layers_from_tf(stacks)
+    assert len(convert.layers_from_tf(stacks, scope="encoder")) == 2
+    assert len(convert.layers_from_tf(stacks, scope="decoder/multi_rnn_cell")) == 1
+    with pytest.raises(ValueError, match="no variable name contains scope 'decoder/fw'"):
+        convert.layers_from_tf(stacks, scope="decoder/fw")
+
+
+def test_tf0_names():
+    """Wall 3: TF 0.x's MultiRNNCell/Cell0/BasicLSTMCell/Linear/Matrix and friends."""
+    modern = {**_lstm_vars("rnn/multi_rnn_cell/cell_0/basic_lstm_cell", seed=1),
+              **_lstm_vars("rnn/multi_rnn_cell/cell_1/basic_lstm_cell", seed=2)}
+    old = {name.replace("multi_rnn_cell/cell_", "MultiRNNCell/Cell").replace("basic_lstm_cell", "BasicLSTMCell")
+           .replace("/kernel", "/Linear/Matrix").replace("/bias", "/Linear/Bias"): value
+           for name, value in modern.items()}
+    assert_trees_close(convert.layers_from_tf(old), convert.layers_from_tf(modern), rtol=0, atol=0)
+    rng = np.random.default_rng(0)
+
+    def normal(size):
+        return rng.normal(size=size).astype(np.float32)
+
+    gru = {f"RNN/GRUCell/{part}/Linear/{leaf}:0": normal(shape)
+           for part, width in (("Gates", 4), ("Candidate", 2))
+           for leaf, shape in (("Matrix", (3, width)), ("Bias", (width,)))}
+    (params,) = convert.layers_from_tf(gru)
+    np.testing.assert_array_equal(params["candidate_kernel"], gru["RNN/GRUCell/Candidate/Linear/Matrix:0"])
+    lstm = {"RNN/LSTMCell/W_0": normal((4, 8)), "RNN/LSTMCell/B": normal(8),
+            "RNN/LSTMCell/W_I_diag": np.ones(2), "RNN/LSTMCell/W_F_diag": np.ones(2),
+            "RNN/LSTMCell/W_O_diag": np.ones(2), "RNN/LSTMCell/W_P_0": normal((2, 2))}
+    (cell,), (params,) = convert.cells_from_tf(lstm, forget_bias=1.0)
+    assert cell == LSTM(2, forget_bias=1.0, use_peepholes=True, proj_size=2)
+    np.testing.assert_array_equal(params["proj_kernel"], lstm["RNN/LSTMCell/W_P_0"])
+    with pytest.raises(ValueError, match="sharded TF 0.x variable 'W_1'"):
+        convert.layers_from_tf({**lstm, "RNN/LSTMCell/W_1": np.ones((4, 8))})
+
+
+def test_tutorial_unnamed_variables_in_creation_order():
+    """Wall 4: the notebook's checkpoint holds Variable, Variable_1, ... (ix, im, ib, fx, ...)."""
+    rng = np.random.default_rng(0)
+    inputs, hidden = 3, 2
+    shapes = {"x": (inputs, hidden), "m": (hidden, hidden), "b": (1, hidden)}
+    named = {f"{g}{k}": rng.normal(size=shapes[k]).astype(np.float32) for g in "ifco" for k in "xmb"}
+    unnamed = {("Variable" if k == 0 else f"Variable_{k}") + ":0": named[name]
+               for k, name in enumerate(convert.TUTORIAL_CREATION_ORDER[:12])}
+    unnamed["Variable_14:0"] = np.zeros((hidden, 27), np.float32)  # the classifier: ignored here
+    assert_trees_close(convert.lstm_from_tf_tutorial(unnamed), convert.lstm_from_tf_tutorial(named),
+                       rtol=0, atol=0)
+    with pytest.raises(ValueError, match="lstm_from_tf_tutorial"):
+        convert.layers_from_tf(unnamed)
+    swapped = {**unnamed, "Variable:0": named["im"], "Variable_1:0": named["ix"]}
+    with pytest.raises(ValueError, match="do not have the text8 notebook's shapes in its creation order"):
+        convert.lstm_from_tf_tutorial(swapped)
+
+
+def test_forget_bias_is_never_guessed():
+    """Wall 5: options in the weights are read; forget_bias, which is not, must be given."""
+    variables = _lstm_vars("rnn/basic_lstm_cell")
+    with pytest.raises(ValueError, match="forget_bias is not stored in TF weights"):
+        convert.cells_from_tf(variables)
+    cells, _ = convert.cells_from_tf(variables, forget_bias=0.0)
+    assert cells == [LSTM(3, forget_bias=0.0)]
+
+
+@pytest.mark.parametrize("kind, options", [("LSTM", dict(num_layers=2, proj_size=2)),
+                                           ("GRU", dict(num_layers=1)), ("RNN", dict(num_layers=2))])
+def test_torch_export_reads_back_exactly(kind, options):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    module = getattr(torch.nn, kind)(4, 3, **options)
+    state_dict = {k: v.detach().numpy() for k, v in module.state_dict().items()}
+    cells, layers = convert.cells_from_torch(state_dict)
+    assert cells[0] == _lstmjax_cells(kind, 3, options)
+    exported = convert.layers_to_torch(cells, layers)
+    assert sorted(exported) == sorted(state_dict)
+    assert_trees_close(convert.cells_from_torch(exported)[1], layers, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="no layer norm"):
+        convert.layers_to_torch([LayerNormLSTM(3)], [LayerNormLSTM(3).init(jax.random.key(0), 2)])
 
 
 def test_tutorial_short_names_are_accepted():
