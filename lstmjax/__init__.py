@@ -46,6 +46,7 @@ from lstmjax.model import RNNLanguageModel, make_cells, zero_carry
 _LAZY = {
     "Checkpoints": "lstmjax.checkpoint",
     "Corpus": "lstmjax.data",
+    "DamagedCheckpointError": "lstmjax.checkpoint",
     "PRESETS": "lstmjax.presets",
     "TrainState": "lstmjax.train",
     "Vocab": "lstmjax.data",

@@ -2,12 +2,14 @@
 the last K plus the best, restoring a given step or the best, clear errors, saves that survive
 donation, quiet logs, and SIGKILL in a subprocess between and during saves."""
 
+import json
 import logging
 import os
 import pathlib
 import random
 import re
 import runpy
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,10 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 
 from lstmjax import LSTMState
-from lstmjax.checkpoint import Checkpoints
+from lstmjax.checkpoint import Checkpoints, DamagedCheckpointError
 
 
 @flax.struct.dataclass
@@ -348,3 +351,206 @@ def test_sigkill_during_saves_keeps_the_last_complete_checkpoint(tmp_path):
         _check_resumes(tmp_path, known_complete)
         (tmp_path / "progress").unlink()
     assert killed_mid_write >= 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Damaged checkpoints: verified on restore, skipped with one warning line, moved aside on request.
+# ------------------------------------------------------------------------------------------------
+
+
+def _payload(step: int) -> dict:
+    """A small state whose kernel (64 KB of random float32, which zstd hardly shrinks) fills the
+    largest data file of its step."""
+    rng = np.random.default_rng(step)
+    return {"params": {"kernel": jnp.asarray(rng.normal(size=(128, 128)), jnp.float32),
+                       "bias": jnp.asarray(rng.normal(size=(128,)), jnp.float32)},
+            "rng": jax.random.key(step), "step": jnp.int32(step)}
+
+
+_TARGET = jax.eval_shape(lambda: _payload(0))
+_METRICS = {100: 3.0, 200: 1.0, 300: 2.0}  # best: 200
+
+
+@pytest.fixture(scope="module")
+def _saved(tmp_path_factory) -> pathlib.Path:
+    directory = tmp_path_factory.mktemp("saved") / "ckpt"
+    with Checkpoints(directory, keep=3) as checkpoints:
+        for step, metric in _METRICS.items():
+            checkpoints.save(step, _payload(step), {"step": step}, metric=metric)
+    return directory
+
+
+@pytest.fixture
+def ckpt(_saved, tmp_path) -> pathlib.Path:
+    """A fresh copy of steps 100, 200 and 300 to damage."""
+    return pathlib.Path(shutil.copytree(_saved, tmp_path / "ckpt"))
+
+
+def _data_file(ckpt: pathlib.Path, step: int) -> pathlib.Path:
+    """The largest OCDBT data file of ``step``: the one holding the kernel's bytes."""
+    return max((ckpt / str(step) / "state").glob("**/d/*"), key=lambda path: path.stat().st_size)
+
+
+def _truncate(ckpt, step):
+    path = _data_file(ckpt, step)
+    os.truncate(path, path.stat().st_size // 2)
+
+
+_FAULTS = {  # name: (how to damage a step, the reason given)
+    "state removed": (lambda ckpt, step: shutil.rmtree(ckpt / str(step) / "state"),
+                      "state item missing"),
+    "data truncated": (_truncate, r"state item unreadable \(ValueError: OUT_OF_RANGE: .*\)"),
+    "manifest removed": (lambda ckpt, step: (ckpt / str(step) / "state/manifest.ocdbt").unlink(),
+                         r"state item unreadable \(ValueError: NOT_FOUND: .*\)"),
+    "extra file removed": (lambda ckpt, step: (ckpt / str(step) / "extra/metadata").unlink(),
+                           r"extra item unreadable \(FileNotFoundError: File .*/metadata not "
+                           r"found\.\)"),
+    "layout file removed": (lambda ckpt, step: (ckpt / str(step) / "layout/metadata").unlink(),
+                            r"layout item unreadable \(FileNotFoundError: .*"),
+}
+
+
+def _restore(ckpt, **kwargs):
+    """``(state, extra, warnings)`` of a restore in a fresh manager."""
+    warnings = []
+    with Checkpoints(ckpt, keep=3) as checkpoints:
+        state, extra = checkpoints.restore(_TARGET, on_warning=warnings.append, **kwargs)
+    return state, extra, warnings
+
+
+@pytest.mark.parametrize("fault", _FAULTS)
+def test_damaged_latest_step_falls_back_with_one_line(ckpt, fault):
+    damage, reason = _FAULTS[fault]
+    damage(ckpt, 300)
+    before = sorted(str(p.relative_to(ckpt)) for p in ckpt.rglob("*"))
+    state, extra, warnings = _restore(ckpt)
+    _assert_identical(state, _payload(200))
+    assert extra == {"step": 200}
+    assert len(warnings) == 1 and "\n" not in warnings[0], warnings
+    assert re.fullmatch(f"damaged checkpoint in {re.escape(str(ckpt))}: step 300: {reason}; "
+                        "restored step 200 instead, the newest intact one", warnings[0]), warnings
+    assert len(warnings[0]) < 400
+    assert sorted(str(p.relative_to(ckpt)) for p in ckpt.rglob("*")) == before  # nothing moved
+
+
+def test_overwritten_bytes_fail_the_checksum(ckpt):
+    """8 bytes flipped in the middle of the data file: orbax reads other numbers without an error,
+    the checksum catches it."""
+    path = _data_file(ckpt, 300)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 8] = bytes(b ^ 0xFF for b in data[middle:middle + 8])
+    path.write_bytes(bytes(data))
+    with ocp.StandardCheckpointer() as raw:  # orbax alone, no verification
+        unverified = raw.restore(ckpt / "300" / "state")
+    assert not np.array_equal(_bits(unverified["params"]["kernel"]),
+                              _bits(_payload(300)["params"]["kernel"])), "the bytes hit no array"
+    state, _, warnings = _restore(ckpt)
+    _assert_identical(state, _payload(200))
+    assert warnings == [f"damaged checkpoint in {ckpt}: step 300: checksum mismatch in "
+                        "params/kernel; restored step 200 instead, the newest intact one"]
+
+
+def test_quarantine_moves_damaged_steps_aside(ckpt):
+    """As a trainer resumes: restore, move the damaged steps aside, save their numbers again."""
+    shutil.rmtree(ckpt / "300" / "state")
+    _truncate(ckpt, 200)
+    warnings = []
+    with Checkpoints(ckpt, keep=1) as checkpoints:
+        state, _ = checkpoints.restore(_TARGET, quarantine=True, on_warning=warnings.append)
+        _assert_identical(state, _payload(100))
+        assert re.fullmatch(
+            rf"damaged checkpoints in {re.escape(str(ckpt))}: step 300: state item missing "
+            r"\(moved to _damaged/300\); step 200: state item unreadable \(.*\) \(moved to "
+            r"_damaged/200\); restored step 100 instead, the newest intact one", warnings[0])
+        assert checkpoints.all_steps() == [100] and checkpoints.best_step() == 100
+        for step in (200, 300):
+            assert checkpoints.save(step, _payload(step), {"step": step}, metric=9.0)
+        checkpoints.wait_until_finished()
+        assert checkpoints.all_steps() == [100, 300]  # keep=1 plus the best; _damaged untouched
+        shutil.rmtree(ckpt / "300" / "state")  # damaged again: a second copy, not overwritten
+        checkpoints.restore(_TARGET, quarantine=True, on_warning=warnings.append)
+    assert len(warnings) == 2
+    assert "step 300: state item missing (moved to _damaged/300-2)" in warnings[1]
+    assert _entries(ckpt) == ["100", "_damaged"]
+    assert _entries(ckpt / "_damaged") == ["200", "300", "300-2"]
+    assert _entries(ckpt / "_damaged" / "200") == ["_CHECKPOINT_METADATA", "commit_success.txt",
+                                                   "extra", "layout", "metrics", "state"]
+    with Checkpoints(ckpt) as reopened:
+        assert reopened.all_steps() == [100]
+
+
+def test_best_falls_back_to_the_best_intact_step(ckpt):
+    (ckpt / "200" / "extra" / "metadata").unlink()
+    state, _, warnings = _restore(ckpt, step="best")
+    _assert_identical(state, _payload(300))  # metric 2.0, next after 200's 1.0
+    assert re.fullmatch(r"damaged checkpoint in .*: step 200: extra item unreadable \(.*\); "
+                        "restored step 300 instead, the best intact one", warnings[0]), warnings
+
+
+def test_damaged_explicit_step_raises_and_moves_nothing(ckpt):
+    shutil.rmtree(ckpt / "300" / "state")
+    with Checkpoints(ckpt) as checkpoints:
+        with pytest.raises(DamagedCheckpointError, match=r"checkpoint step 300 in .* is damaged: "
+                           r"state item missing\. Restore step='latest' to fall back"):
+            checkpoints.restore(_TARGET, step=300, quarantine=True, on_warning=pytest.fail)
+        _assert_identical(checkpoints.restore(_TARGET, step=100, on_warning=pytest.fail)[0],
+                          _payload(100))
+    assert _entries(ckpt) == ["100", "200", "300"]
+
+
+def test_no_intact_step_lists_every_step(ckpt):
+    shutil.rmtree(ckpt / "300" / "state")
+    _truncate(ckpt, 200)
+    (ckpt / "100" / "layout" / "metadata").unlink()
+    with Checkpoints(ckpt) as checkpoints:
+        with pytest.raises(DamagedCheckpointError, match=r"no intact checkpoint in .* \(every step "
+                           r"is damaged\): step 300: state item missing; step 200: state item "
+                           r"unreadable \(.*\); step 100: layout item unreadable \(.*\)\. Nothing "
+                           "was moved or deleted") as raised:
+            checkpoints.restore(_TARGET, quarantine=True, on_warning=pytest.fail)
+    assert list(raised.value.reasons) == [300, 200, 100]
+    assert _entries(ckpt) == ["100", "200", "300"]
+
+
+def test_layout_entry_without_an_array_is_damage_and_a_mismatch_is_not(ckpt):
+    layout_file = ckpt / "300" / "layout" / "metadata"
+    layout = json.loads(layout_file.read_text())
+    layout["arrays"]["params/scale"] = {**layout["arrays"]["params/bias"]}
+    layout_file.write_text(json.dumps(layout))
+    target = {**_TARGET, "params": {**_TARGET["params"], "scale": _TARGET["params"]["bias"]}}
+    with Checkpoints(ckpt) as checkpoints:
+        with pytest.raises(DamagedCheckpointError, match="step 300 .* is damaged: state item has "
+                           "no array for layout entry params/scale"):
+            checkpoints.restore(target, step=300)
+        # The layout matches no target of steps 100-200: the configuration's error, no fallback.
+        with pytest.raises(ValueError, match=r"checkpoint at step 300 .* it has params/scale "
+                           r"float32\[128\], which the target lacks") as raised:
+            checkpoints.restore(_TARGET, on_warning=pytest.fail)
+    assert not isinstance(raised.value, DamagedCheckpointError)
+
+
+def test_checkpoint_without_checksums_restores_unverified(ckpt, capsys):
+    """Layout format 1, written before checksums: restored, said once on stderr."""
+    layout_file = ckpt / "300" / "layout" / "metadata"
+    layout = json.loads(layout_file.read_text())
+    assert layout["format"] == 2 and all(len(e["sha256"]) == 64 for e in layout["arrays"].values())
+    for entry in layout["arrays"].values():
+        del entry["sha256"]
+    layout_file.write_text(json.dumps({**layout, "format": 1}))
+    with Checkpoints(ckpt) as checkpoints:
+        state, _ = checkpoints.restore(_TARGET)  # on_warning: stderr by default
+    _assert_identical(state, _payload(300))
+    assert capsys.readouterr().err == (f"warning: checkpoint step 300 in {ckpt} was saved "
+                                       "without checksums (by an older lstmjax) and is restored "
+                                       "unverified\n")
+
+
+def test_corrupt_metrics_file_leaves_the_step_unranked(ckpt):
+    """orbax 0.12 raises on it while listing steps; here the step only loses its rank."""
+    (ckpt / "200" / "metrics" / "metrics").write_text('{"metr')
+    with Checkpoints(ckpt) as checkpoints:
+        assert checkpoints.all_steps() == [100, 200, 300]
+        assert checkpoints.metric(200) is None and checkpoints.best_step() == 300
+        _assert_identical(checkpoints.restore(_TARGET, step=200, on_warning=pytest.fail)[0],
+                          _payload(200))
