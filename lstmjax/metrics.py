@@ -19,14 +19,25 @@ def bits_per_token(loss: float) -> float:
 
 
 class MetricsLog:
-    """Appends records to ``<workdir>/metrics.jsonl``; ``read`` returns them all."""
+    """Appends records to ``<workdir>/metrics.jsonl``; ``read`` returns them all.
+
+    Every line is standard JSON: a value that is not finite (a diverged loss, the perplexity of a
+    loss above 700 nats) is written as ``null``, and the record's ``"nonfinite"`` list names those
+    keys (``read`` returns them as written, with the nulls).
+    """
 
     def __init__(self, path: pathlib.Path):
         self.path = pathlib.Path(path)
 
     def write(self, record: dict[str, Any]) -> None:
+        nonfinite = sorted(k for k, v in record.items()
+                           if isinstance(v, float) and not math.isfinite(v))
+        if nonfinite:
+            record = {**{k: None for k in nonfinite}, **{k: v for k, v in record.items()
+                                                         if k not in nonfinite},
+                      "nonfinite": nonfinite}
         with self.path.open("a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.write(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():

@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import pathlib
+import signal
 import time
 from typing import Any
 
@@ -27,9 +28,12 @@ import optax
 from lstmjax import metrics as metrics_lib
 from lstmjax.checkpoint import Checkpoints
 from lstmjax.config import Config
-from lstmjax.data import Position, Vocab, load_corpus, require_windows, stream
+from lstmjax.data import Position, Vocab, load_corpus, num_windows, stream
 from lstmjax.model import RNNLanguageModel, resolve_engines, zero_carry
 from lstmjax.optim import make_optimizer
+from lstmjax.preemption import Interrupted, StopRequests
+from lstmjax.runlock import RunLock, check_writable_directory
+from lstmjax.runs_report import duration
 from lstmjax.sample import generate
 
 
@@ -140,93 +144,155 @@ def _flatten(config: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def resolve_config(config: Config, workdir: pathlib.Path) -> Config:
-    """The config to run in ``workdir``: ``config``, checked against the one saved there."""
-    saved_path = workdir / "config.json"
-    if not saved_path.exists():
-        return config
-    saved = _flatten(json.loads(saved_path.read_text()))
+def resolve_config(config: Config, workdir: pathlib.Path, *, saved: dict | None = None) -> Config:
+    """The config to run in ``workdir``: ``config``, checked against the one saved there
+    (``config.json``, or ``saved``: the config stored with the checkpoint being resumed)."""
+    if saved is None:
+        saved_path = workdir / "config.json"
+        if not saved_path.exists():
+            return config
+        saved = json.loads(saved_path.read_text())
+    saved = _flatten(Config.from_dict(saved).to_dict())  # fields added since: their defaults
     requested = _flatten(config.to_dict())
     saved.pop("model.vocab_size", None)
     requested.pop("model.vocab_size", None)
-    changed = sorted(k for k in requested if saved.get(k) != requested[k] and k not in _RESUMABLE_CHANGES)
+    changed = sorted(k for k in requested
+                     if saved.get(k) != requested[k] and k not in _RESUMABLE_CHANGES)
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {requested[k]!r}" for k in changed)
         raise ValueError(
             f"{workdir} holds a run with another config ({details}); resume it with the same "
-            "settings, or start a new run with --workdir NEW_DIR"
+            "settings, or start a new run in another workdir"
         )
     return config
 
 
+DIVERGENCE_NATS = 20.0
+"""A per-token loss this many nats above a uniform guess (``log V``) stops the run as a NaN does:
+the model then gives the targets under e^-20 of the uniform probability on average, which no
+freshly initialized or training model does; only a diverging one (e.g. an SGD learning rate too
+high for the loss scale) gets there, often long before its loss overflows to inf."""
+
+
 def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
-          print_fn=print) -> dict[str, Any]:
+          print_fn=None) -> dict[str, Any]:
     """Train (or resume) the run in ``workdir``; return the final validation (and test) metrics.
 
-    ``workdir`` receives ``config.json``, ``vocab.json``, ``metrics.jsonl`` and
-    ``checkpoints/``. A run that finds checkpoints there continues from the latest one exactly.
+    ``workdir`` receives ``config.json``, ``vocab.json``, ``metrics.jsonl``, ``checkpoints/``
+    and the trainer lock ``train.lock`` (one trainer per directory). A run that finds
+    checkpoints there continues from the newest intact one exactly. Nothing is written to
+    ``workdir`` until the request has been checked against what is there (config, vocabulary,
+    checkpoint layout, step count).
+
+    SIGINT and SIGTERM stop the run after the current step with a checkpoint saved and
+    :class:`lstmjax.preemption.Interrupted` raised (see :mod:`lstmjax.preemption`).
+
+    ``print_fn(line)`` receives the run header, warnings and, when ``progress`` is on and stdout
+    is not a terminal, plain progress lines (default: ``print``, flushed).
+
+    Raises:
+      ValueError: a request that does not fit the data or the run in ``workdir``, naming the
+        config field (``train.max_steps``) and the fix.
+      FloatingPointError: the loss is not finite or diverged (:data:`DIVERGENCE_NATS`).
+      Interrupted: stopped by a signal, after saving.
     """
     from tqdm.auto import tqdm
 
+    print_fn = print_fn or functools.partial(print, flush=True)
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = resolve_config(config, workdir)
+    check_writable_directory(workdir)
     data = config.data
-    corpus = load_corpus(data.corpus, data_dir=data.data_dir, cache_dir=data.cache_dir,
-                         split=data.split, unknown=data.unknown)
-    steps_per_epoch = require_windows(len(corpus.train), config.train.batch_size,
-                                      config.train.seq_len)
-    vocab_path = workdir / "vocab.json"
-    if vocab_path.exists() and Vocab.from_json(vocab_path.read_text()) != corpus.vocab:
-        raise ValueError(f"{vocab_path} differs from the vocabulary of corpus {data.corpus!r}; "
-                         "start a new run with --workdir NEW_DIR")
-    vocab_path.write_text(corpus.vocab.to_json())
+    corpus = load_corpus(**dataclasses.asdict(data))
+    settings = config.train
+    steps_per_epoch = _check_fits(config, corpus)
     config = dataclasses.replace(
         config, model=dataclasses.replace(config.model, vocab_size=len(corpus.vocab)))
-    (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-
-    settings = config.train
     limits = [settings.max_steps or math.inf, (settings.num_epochs or math.inf) * steps_per_epoch]
     total_steps = int(min(limits))
     model = RNNLanguageModel(config.model)
-    engine = describe_engines(config.model, batch_size=settings.batch_size,
-                              seq_len=settings.seq_len)
-    print_fn(f"engine: {engine}")
     optimizer, schedule = make_optimizer(config.optim, steps_per_epoch)
     state = init_state(model, optimizer, seed=settings.seed, batch_size=settings.batch_size)
     carry = zero_carry(config.model, settings.batch_size)
     position = Position()
-    log = metrics_lib.MetricsLog(workdir / "metrics.jsonl")
 
-    with Checkpoints(workdir / "checkpoints", keep=settings.keep_checkpoints) as checkpoints:
+    stop = StopRequests(lambda signum: (
+        f"{signal.Signals(signum).name} again: exiting now; the checkpoints already in "
+        f"{workdir / 'checkpoints'} are intact (a save in progress is discarded)"))
+    with stop, RunLock(workdir), Checkpoints(workdir / "checkpoints",
+                                              keep=settings.keep_checkpoints) as checkpoints:
+        config = resolve_config(config, workdir)
+        vocab_path = workdir / "vocab.json"
+        if vocab_path.exists() and Vocab.from_json(vocab_path.read_text()) != corpus.vocab:
+            raise ValueError(f"{vocab_path} differs from the vocabulary of corpus {data.corpus!r}; "
+                             "start a new run in another workdir")
         if checkpoints.latest_step() is not None:
             target = jax.eval_shape(lambda: {"state": state, "carry": carry})
-            restored, extra = checkpoints.restore(target)
+            restored, extra = checkpoints.restore(target, on_warning=print_fn, quarantine=True)
+            resolve_config(config, workdir, saved=extra.get("config"))
             state, carry = restored["state"], restored["carry"]
             position = Position.from_dict(extra["position"])
-            print_fn(f"resuming {workdir} at step {int(state.step)} ({position})")
         step = int(state.step)
+        if step > total_steps:
+            raise ValueError(_past_the_end(workdir, step, total_steps, settings, steps_per_epoch))
+        # The request is checked: from here on the run directory is written.
+        vocab_path.write_text(corpus.vocab.to_json())
+        (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        log = metrics_lib.MetricsLog(workdir / "metrics.jsonl")
+        engine = describe_engines(config.model, batch_size=settings.batch_size,
+                                  seq_len=settings.seq_len)
+        for line in _header(config, corpus, workdir, state, position, steps_per_epoch,
+                            total_steps, engine):
+            print_fn(line)
         train_step = make_train_step(model, optimizer, schedule, settings.loss_scale)
+        bound = math.log(len(corpus.vocab)) + DIVERGENCE_NATS
+
+        def problem(loss, grad_norm=0.0):
+            """What is wrong with a loss (None when nothing is)."""
+            if not math.isfinite(loss):
+                return "is not finite"
+            if loss > bound:
+                return (f"exceeds the divergence bound log(V) + {DIVERGENCE_NATS:g} = "
+                        f"{bound:.1f} nats")
+            if not math.isfinite(grad_norm):
+                return f"has a gradient norm of {grad_norm}"
+            return None
+
+        def stop_on(what, loss, step, problem):
+            raise FloatingPointError(
+                f"the {what} {loss:.6g} at step {step} {problem}; "
+                f"{_last_checkpoint(checkpoints, workdir)}. {_divergence_advice(config)}")
 
         def validate_and_save(step, position, carry, state, force=False):
             result = evaluate(model, state.params, corpus.valid, batch_size=settings.eval_batch_size,
                               seq_len=settings.eval_seq_len)
             log.write({"step": step, "epoch": step / steps_per_epoch, "split": "valid", **result})
-            if not math.isfinite(result["loss"]):
-                raise FloatingPointError(
-                    f"the validation loss is {result['loss']} at step {step}; "
-                    f"{_last_checkpoint(checkpoints, workdir)}. Lower --optim.learning-rate or set "
-                    "--optim.max-grad-norm, then start a new --workdir")
-            extra = {"position": position.to_dict(), "valid_loss": result["loss"],
-                     "config": config.to_dict(), "vocab": json.loads(corpus.vocab.to_json())}
-            checkpoints.save(step, {"state": state, "carry": carry}, extra,
-                             metric=result["loss"], force=force)
+            if problem(result["loss"]):
+                stop_on("validation loss", result["loss"], step, problem(result["loss"]))
+            save(step, position, carry, state, metric=result["loss"], force=force)
             return result
 
-        # disable=None: a bar on a terminal only, so logs piped to a file stay readable
+        def save(step, position, carry, state, metric=None, force=False):
+            extra = {"position": position.to_dict(), "valid_loss": metric,
+                     "config": config.to_dict(), "vocab": json.loads(corpus.vocab.to_json())}
+            checkpoints.save(step, {"state": state, "carry": carry}, extra, metric=metric,
+                             force=force)
+
+        def interrupted(step, saved):
+            checkpoints.wait_until_finished()
+            where = (f"checkpoint {step} is saved in {workdir / 'checkpoints'}" if saved else
+                     f"nothing new to save ({_last_checkpoint(checkpoints, workdir)})")
+            return Interrupted(f"interrupted by {stop.name()} at step {step}: {where}; run the "
+                               "same command again to resume", stop.signum)
+
+        if stop.requested:
+            raise interrupted(step, saved=False)
+        # disable=None: a bar on a terminal only; elsewhere plain progress lines
         bar = tqdm(total=total_steps, initial=step, disable=None if progress else True, unit="step",
                    dynamic_ncols=True)
+        plain = progress and bar.disable
+        write = bar.write if not bar.disable else print_fn
         pending, last_log_step, last_log_time = [], step, time.perf_counter()
+        first_step, start_time = step, time.perf_counter()
         valid = None
         batches = stream(corpus.train, settings.batch_size, settings.seq_len, position)
         for window, inputs, targets in itertools.islice(batches, total_steps - step):
@@ -239,16 +305,28 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
             bar.update(1)
             at_end = step >= total_steps
             validate = step % settings.eval_every == 0 or at_end or position.window == 0
-            if step % settings.log_every == 0 or validate:
-                record = _flush(pending, last_log_step, step, last_log_time, settings,
-                                checkpoints, workdir)
+            if step % settings.log_every == 0 or validate or stop.requested:
+                record, per_step = _flush(pending, last_log_step, step, last_log_time, settings)
                 log.write({**record, "epoch": step / steps_per_epoch, "engine": engine})
+                for k, (loss, grad_norm) in enumerate(per_step, start=last_log_step + 1):
+                    if problem(loss, grad_norm):
+                        stop_on("training loss", loss, k, problem(loss, grad_norm))
                 bar.set_postfix(loss=f"{record['loss']:.3f}", ppl=f"{record['perplexity']:.2f}")
+                if plain:
+                    eta = (time.perf_counter() - start_time) / (step - first_step) * (
+                        total_steps - step)
+                    print_fn(f"step {step}/{total_steps}: loss {record['loss']:.4f}, perplexity "
+                             f"{record['perplexity']:.3f}, {record['tokens_per_s']:,.0f} tokens/s, "
+                             f"ETA {duration(eta)}")
                 pending, last_log_step, last_log_time = [], step, time.perf_counter()
             if validate:
                 valid = validate_and_save(step, position, carry, state, force=at_end)
-                bar.write(f"step {step}: valid loss {valid['loss']:.4f}, "
-                          f"perplexity {valid['perplexity']:.3f}")
+                write(f"step {step}: valid loss {valid['loss']:.4f}, "
+                      f"perplexity {valid['perplexity']:.3f}")
+            if stop.requested:
+                bar.close()
+                save(step, position, carry, state, force=True)
+                raise interrupted(step, saved=True)
         bar.close()
         if valid is None:
             print_fn(f"{workdir} is already at step {step} of {total_steps}; raise "
@@ -256,17 +334,91 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
             valid = evaluate(model, state.params, corpus.valid, batch_size=settings.eval_batch_size,
                              seq_len=settings.eval_seq_len)
 
-    summary = {"step": step, "valid": valid}
-    if corpus.test is not None:
-        summary["test"] = evaluate(model, state.params, corpus.test,
-                                   batch_size=settings.eval_batch_size, seq_len=settings.eval_seq_len)
-        log.write({"step": step, "epoch": step / steps_per_epoch, "split": "test",
-                   **summary["test"]})
-    if settings.sample_length:
-        prime = corpus.vocab.decode(corpus.valid[:1])
-        summary["sample"] = generate(model, {"params": state.params}, corpus.vocab, prime,
-                                     length=settings.sample_length, seed=settings.seed)
+        summary = {"step": step, "valid": valid}
+        if corpus.test is not None:
+            summary["test"] = evaluate(model, state.params, corpus.test,
+                                       batch_size=settings.eval_batch_size,
+                                       seq_len=settings.eval_seq_len)
+            log.write({"step": step, "epoch": step / steps_per_epoch, "split": "test",
+                       **summary["test"]})
+        if settings.sample_length:
+            prime = corpus.vocab.decode(corpus.valid[:1])
+            summary["sample"] = generate(model, {"params": state.params}, corpus.vocab, prime,
+                                         length=settings.sample_length, seed=settings.seed)
+        if stop.requested:
+            raise interrupted(step, saved=False)
     return summary
+
+
+def _check_fits(config: Config, corpus) -> int:
+    """Steps per epoch; a ValueError naming the field when the windows or the evaluation batch do
+    not fit the corpus, or ``model.vocab_size`` disagrees with it."""
+    settings, vocab_size = config.train, config.model.vocab_size
+    if vocab_size is not None and vocab_size != len(corpus.vocab):
+        raise ValueError(f"model.vocab_size={vocab_size} differs from the vocabulary of corpus "
+                         f"{config.data.corpus!r} (V={len(corpus.vocab)}); leave model.vocab_size "
+                         "unset: training sets it from the corpus")
+    steps_per_epoch = num_windows(len(corpus.train), settings.batch_size, settings.seq_len)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"window longer than the corpus: train.batch_size={settings.batch_size} streams of "
+            f"train.seq_len={settings.seq_len} (+1 target) need "
+            f"{settings.batch_size * (settings.seq_len + 1):,} tokens, the training split of "
+            f"{config.data.corpus!r} has {len(corpus.train):,}; lower train.batch_size or "
+            "train.seq_len")
+    for name in ("valid", "test"):
+        ids = getattr(corpus, name)
+        if ids is not None and len(ids) // settings.eval_batch_size < 2:
+            raise ValueError(
+                f"train.eval_batch_size={settings.eval_batch_size} is too large for the {name} "
+                f"split of {config.data.corpus!r} ({len(ids):,} tokens; each evaluation stream "
+                f"needs at least 2): use at most {len(ids) // 2:,}")
+    return steps_per_epoch
+
+
+def _past_the_end(workdir, step, total_steps, settings, steps_per_epoch) -> str:
+    if settings.max_steps is not None and settings.max_steps == total_steps:
+        limit = f"train.max_steps={settings.max_steps}"
+    else:
+        limit = (f"train.num_epochs={settings.num_epochs} ({steps_per_epoch:,} steps per "
+                 "epoch)")
+    return (f"{workdir} is at step {step}, past the end that {limit} sets (step {total_steps}); "
+            f"raise it above {step} to train further, or evaluate the run with lstmjax eval")
+
+
+def _divergence_advice(config: Config) -> str:
+    if "float16" in (config.model.dtype, config.model.param_dtype):
+        return ("float16 holds no value below 6e-8 and none above 65,504: Adam's optim.adam_eps "
+                f"{config.optim.adam_eps:g} rounds to 0 in float16 parameters; use "
+                "model.dtype/model.param_dtype bfloat16, or optim.adam_eps 1e-4 or more, then "
+                "start a new workdir")
+    return ("Lower optim.learning_rate or set optim.max_grad_norm, then start a new workdir")
+
+
+def _header(config, corpus, workdir, state, position, steps_per_epoch, total_steps,
+            engine) -> list[str]:
+    """The lines printed when a run starts: where, what data, what model, how long."""
+    model, settings, optim = config.model, config.train, config.optim
+    step = int(state.step)
+    num_params = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(state.params))
+    splits = ", ".join(f"{name} {len(ids):,}" for name, ids in
+                       (("train", corpus.train), ("valid", corpus.valid), ("test", corpus.test))
+                       if ids is not None)
+    start = f"resuming at step {step} ({position})" if step else "new run"
+    optimizer = f"{optim.optimizer} lr {optim.learning_rate:g} ({optim.schedule})"
+    if optim.max_grad_norm is not None:
+        optimizer += f", clip {optim.max_grad_norm:g}"
+    return [
+        f"run directory: {workdir} ({start})",
+        f"corpus: {config.data.corpus}, {corpus.vocab.level} level, V={len(corpus.vocab):,}; "
+        f"tokens: {splits}",
+        f"model: {model.num_layers} x {model.hidden_size} {model.cell}, {num_params:,} "
+        f"parameters, {model.dtype} compute",
+        f"engine: {engine}",
+        f"training: batch {settings.batch_size} x {settings.seq_len} tokens, {steps_per_epoch:,} "
+        f"steps per epoch, to step {total_steps:,} ({total_steps / steps_per_epoch:.2f} epochs); "
+        f"{optimizer}",
+    ]
 
 
 def describe_engines(config, *, batch_size: int, seq_len: int) -> str:
@@ -286,27 +438,21 @@ def _last_checkpoint(checkpoints, workdir) -> str:
     return f"the last good checkpoint is step {last} in {workdir / 'checkpoints'}"
 
 
-def _flush(pending, first_step, step, start_time, settings, checkpoints, workdir) -> dict:
-    """Bring the pending step metrics to the host, check them, and make one log record."""
+def _flush(pending, first_step, step, start_time, settings) -> tuple[dict, list]:
+    """Bring the pending step metrics to the host: one log record (the mean loss of the steps
+    since ``first_step``), and each step's ``(loss, grad_norm)`` for the divergence checks."""
     host = jax.device_get(pending)
-    losses = np.array([m["loss"] for m in host])
-    finite = np.isfinite(losses) & np.isfinite([m["grad_norm"] for m in host])
-    if not np.all(finite):
-        bad = first_step + 1 + int(np.argmin(finite))
-        raise FloatingPointError(
-            f"the training loss or gradient norm is not finite at step {bad} (loss "
-            f"{losses[bad - first_step - 1]}); {_last_checkpoint(checkpoints, workdir)}. Lower "
-            "--optim.learning-rate or set --optim.max-grad-norm, then start a new --workdir"
-        )
+    per_step = [(float(m["loss"]), float(m["grad_norm"])) for m in host]
     elapsed = time.perf_counter() - start_time
     steps = step - first_step
-    loss = float(losses.mean())
-    return {
+    loss = float(np.mean([loss for loss, _ in per_step]))
+    record = {
         "step": step, "split": "train", "loss": loss,
         "perplexity": metrics_lib.perplexity(loss),
         "bits_per_token": metrics_lib.bits_per_token(loss),
-        "grad_norm": float(host[-1]["grad_norm"]),
+        "grad_norm": per_step[-1][1],
         "learning_rate": float(host[-1]["learning_rate"]),
         "step_time_s": elapsed / steps,
         "tokens_per_s": steps * settings.batch_size * settings.seq_len / elapsed,
     }
+    return record, per_step

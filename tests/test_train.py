@@ -3,8 +3,11 @@ evaluation is independent of windowing and matches a hand computation, sampling 
 respects top-k, and a NaN loss stops the run with its checkpoint intact."""
 
 import dataclasses
+import json
 import os
 import pathlib
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -190,6 +193,22 @@ def test_generated_text_starts_with_the_prime_and_words_stay_separated():
     assert text.startswith("ab") and len(text) == 7
 
 
+def test_sampling_arguments_are_checked_and_a_tiny_temperature_is_greedy():
+    model, params = _model_and_params(13)
+    variables = {"params": params}
+    words = Vocab(tuple(f"w{i}" for i in range(13)), "word")
+    with pytest.raises(ValueError, match=r"the prime ' ' holds no word token; give one, e.g. 'the'"):
+        generate(model, variables, words, " ", length=5)
+    for length in (0, -5):
+        with pytest.raises(ValueError, match=rf"length must be an int >= 1 .*got {length}"):
+            generate(model, variables, words, "w1", length=length)
+    prime = jnp.array([[1, 2, 3]], jnp.int32)
+    cold = generate_ids(model, variables, prime, jax.random.key(0), length=30, temperature=1e-30)
+    greedy = generate_ids(model, variables, prime, jax.random.key(0), length=30, top_k=1)
+    np.testing.assert_array_equal(cold, greedy)
+    assert len(set(np.asarray(greedy)[0].tolist())) > 1  # not the all-zero output of a NaN
+
+
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, monkeypatch):
     _quiet_train(_tiny(max_steps=4, eval_every=2), tmp_path)
     real_make_train_step = lstmjax.train.make_train_step
@@ -205,11 +224,100 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, mo
         return step
 
     monkeypatch.setattr(lstmjax.train, "make_train_step", poisoned)
-    with pytest.raises(FloatingPointError, match=r"not finite at step 6 .*last good checkpoint is step 4"):
+    with pytest.raises(FloatingPointError, match=r"training loss nan at step 6 is not finite; .*last "
+                                                 r"good checkpoint is step 4"):
         _quiet_train(_tiny(max_steps=10, eval_every=2, log_every=1), tmp_path)
     *_, params, step = load_run(tmp_path)
     assert step == 4
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(params))
+
+
+def test_divergence_stops_the_run_and_the_log_stays_valid_json(tmp_path):
+    """SGD with a huge learning rate diverges to finite but enormous losses: the run stops at the
+    divergence bound as at a NaN, without checkpointing the diverged state, and every metrics
+    line parses as standard JSON (non-finite values as null, named in "nonfinite")."""
+    config = dataclasses.replace(
+        _tiny(max_steps=40, log_every=1, eval_every=40),
+        optim=dataclasses.replace(TINY.optim, optimizer="sgd", learning_rate=1e4, max_grad_norm=None))
+    with pytest.raises(FloatingPointError, match=r"training loss .* at step \d+ (exceeds the "
+                                                 r"divergence bound log\(V\) \+ 20 = \d+\.\d nats|"
+                                                 r"is not finite); no checkpoint was written yet"):
+        _quiet_train(config, tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+
+    def reject(constant):
+        raise ValueError(f"{constant} is not standard JSON")
+
+    records = [json.loads(line, parse_constant=reject) for line in lines]
+    assert records[-1]["loss"] is None or records[-1]["loss"] > 20
+    MetricsLog(tmp_path / "log.jsonl").write({"loss": 800.0, "perplexity": float("inf"), "step": 1})
+    assert json.loads((tmp_path / "log.jsonl").read_text()) == {
+        "loss": 800.0, "perplexity": None, "step": 1, "nonfinite": ["perplexity"]}
+
+
+def test_float16_divergence_advice_names_adam_epsilon(tmp_path):
+    config = dataclasses.replace(
+        _tiny(max_steps=10, log_every=1, eval_every=10),
+        model=dataclasses.replace(TINY.model, param_dtype="float16", dtype="float16"))
+    with pytest.raises(FloatingPointError, match=r"optim.adam_eps 1e-08 rounds to 0 in float16 "
+                                                 r"parameters; use model.dtype/model.param_dtype "
+                                                 r"bfloat16, or optim.adam_eps 1e-4"):
+        _quiet_train(config, tmp_path)
+
+
+def test_requests_that_do_not_fit_stop_before_writing_anything(tmp_path):
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"train.eval_batch_size=1000000 is too large for the "
+                                         r"valid split .* use at most \d"):
+        _quiet_train(_tiny(eval_batch_size=1_000_000), workdir)
+    with pytest.raises(ValueError, match=r"model.vocab_size=5 differs from the vocabulary .*; "
+                                         r"leave model.vocab_size unset"):
+        _quiet_train(dataclasses.replace(TINY, model=dataclasses.replace(TINY.model, vocab_size=5)),
+                     workdir)
+    assert not workdir.exists()
+    _quiet_train(_tiny(max_steps=4, eval_every=2), workdir)
+    before = {p.name: p.read_bytes() for p in workdir.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match=r"is at step 4, past the end that train.max_steps=2 sets "
+                                         r"\(step 2\); raise it above 4"):
+        _quiet_train(_tiny(max_steps=2, eval_every=2), workdir)
+    (workdir / "config.json").unlink()  # the checkpoint's own copy of the config still guards
+    other = dataclasses.replace(_tiny(max_steps=6, eval_every=2),
+                                optim=dataclasses.replace(TINY.optim, learning_rate=0.5))
+    with pytest.raises(ValueError, match=r"another config \(optim.learning_rate: 0.01 -> 0.5\)"):
+        _quiet_train(other, workdir)
+    assert not (workdir / "config.json").exists()
+    after = {p.name: p.read_bytes() for p in workdir.iterdir() if p.is_file()}
+    assert after == {k: v for k, v in before.items() if k != "config.json"}
+    assert _quiet_train(_tiny(max_steps=6, eval_every=2), workdir)["step"] == 6
+
+
+def test_a_damaged_latest_checkpoint_falls_back_and_is_kept_aside(tmp_path):
+    _quiet_train(_tiny(max_steps=6, eval_every=3), tmp_path)  # checkpoints 3 and 6
+    shutil.rmtree(tmp_path / "checkpoints" / "6" / "state")
+    lines = []
+    summary = train(_tiny(max_steps=6, eval_every=3), tmp_path, progress=False,
+                    print_fn=lines.append)
+    assert summary["step"] == 6
+    warning = next(line for line in lines if "step 6" in line and "damaged" in line)
+    assert "state" in warning and "_damaged" in warning
+    assert (tmp_path / "checkpoints" / "_damaged" / "6").is_dir()
+    assert any(line.startswith("run directory: ") and "resuming at step 3" in line for line in lines)
+
+
+def test_header_and_plain_progress_lines_when_not_on_a_terminal(tmp_path):
+    lines = []
+    train(_tiny(max_steps=10, log_every=5, eval_every=10, sample_length=0), tmp_path,
+          print_fn=lines.append)  # pytest's captured stdout is not a terminal
+    assert lines[0] == f"run directory: {tmp_path} (new run)"
+    assert lines[1].startswith("corpus: default, char level, V=") and "tokens: train " in lines[1]
+    assert re.fullmatch(r"model: 1 x 16 lstm, [\d,]+ parameters, float32 compute", lines[2])
+    assert lines[3].startswith("engine: scan unroll=1 (auto: ")
+    assert lines[4].startswith("training: batch 4 x 8 tokens, ")
+    progress = [line for line in lines if line.startswith("step ")]
+    assert re.fullmatch(r"step 5/10: loss \d+\.\d{4}, perplexity \d+\.\d{3}, [\d,]+ tokens/s, "
+                        r"ETA \d+ (s|min)", progress[0])
+    assert progress[-1].startswith("step 10: valid loss ")
 
 
 def test_resuming_with_another_model_is_refused(tmp_path):
@@ -221,7 +329,8 @@ def test_resuming_with_another_model_is_refused(tmp_path):
 
 
 def test_window_longer_than_the_corpus_stops_before_writing_anything(tmp_path):
-    with pytest.raises(ValueError, match=r"window longer than the corpus: batch_size=4 streams of "
-                                         r"seq_len=1000000 .* use a smaller batch_size or seq_len"):
+    with pytest.raises(ValueError, match=r"window longer than the corpus: train.batch_size=4 "
+                                         r"streams of train.seq_len=1000000 .* lower "
+                                         r"train.batch_size or train.seq_len"):
         _quiet_train(_tiny(seq_len=1_000_000), tmp_path)
     assert not any(tmp_path.iterdir())
