@@ -2,11 +2,15 @@
 
 Every field is checked when the config is made, so a bad value fails before anything is traced,
 with an error that names the field, the value and the accepted values.
+
+The dataclass docstrings are the command line's --help (tyro reads them), so they are plain text,
+without reStructuredText markup.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Literal, get_args
 
 from lstmjax._checks import require_choice, require_positive_int
@@ -19,8 +23,8 @@ CELL_TYPES: tuple[str, ...] = tuple(CELLS)
 Engine = Literal[ENGINE_NAMES]
 CELL_OPTIONS = ("forget_bias", "use_peepholes", "proj_size", "reset_after", "layer_norm_cell")
 """ModelConfig fields that are cell options: passed to the cell class that has a field so named.
-Setting one that the chosen cell lacks is an error, except ``forget_bias``, a constant that cells
-without a forget gate ignore (so a recipe's LSTM setting can run with ``cell="gru"``)."""
+Setting one that the chosen cell lacks is an error, except forget_bias, a constant that cells
+without a forget gate ignore (so a recipe's LSTM setting can run with cell="gru")."""
 _IGNORABLE_CELL_OPTIONS = ("forget_bias",)
 InputMode = Literal["embedding", "one_hot"]
 INPUT_MODES: tuple[str, ...] = get_args(InputMode)
@@ -30,39 +34,39 @@ DTYPES: tuple[str, ...] = get_args(DType)
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """A stacked recurrent language model: input encoding, ``num_layers`` cells, dense head.
+    """A stacked recurrent language model: input encoding, num_layers cells, dense head.
 
     Attributes:
-      vocab_size: V, number of token ids; None in presets, where training sets it from the
-        corpus vocabulary.
+      vocab_size: V, number of token ids. Leave it unset (None) to train: training sets it
+        from the corpus vocabulary, and a different value is an error.
       hidden_size: H, units per recurrent layer.
       num_layers: L, stacked recurrent layers.
-      cell: ``"lstm"``, ``"gru"``, ``"rnn"`` (Elman, tanh) or ``"ln_lstm"`` (layer-normalized).
-      input_mode: ``"embedding"`` (a learned ``[V, E]`` table) or ``"one_hot"`` (V features, as the
+      cell: "lstm", "gru", "rnn" (Elman, tanh) or "ln_lstm" (layer-normalized).
+      input_mode: "embedding" (a learned [V, E] table) or "one_hot" (V features, as the
         text8 tutorial feeds its 27 symbols).
-      embed_size: E; None means ``hidden_size`` (as the PTB recipes). Only with ``"embedding"``.
-      dropout: drop probability (TF's ``1 - keep_prob``) on the input features and on every
-        layer's output, the last included (TF ``DropoutWrapper(output_keep_prob)`` as in the PTB
+      embed_size: E; None means hidden_size (as the PTB recipes). Only with "embedding".
+      dropout: drop probability (TF's 1 - keep_prob) on the input features and on every
+        layer's output, the last included (TF DropoutWrapper(output_keep_prob) as in the PTB
         recipes); never on the recurrent connection. Active only in training.
       variational: draw one dropout mask per sequence and reuse it at every step for the input and
-        layer-output dropout (TF1 ``DropoutWrapper(variational_recurrent=True)``), instead of a new
+        layer-output dropout (TF1 DropoutWrapper(variational_recurrent=True)), instead of a new
         mask per step.
       recurrent_dropout: drop probability on the recurrent state entering each step (h for the
         LSTMs, the whole state for GRU and RNN; never c), one mask per sequence (Gal &
-        Ghahramani 2016; Keras ``recurrent_dropout``, TF1 ``state_keep_prob``). 0 disables it.
+        Ghahramani 2016; Keras recurrent_dropout, TF1 state_keep_prob). 0 disables it.
       forget_bias: the LSTMs' forget-gate bias (TF: 1.0; the PTB recipe: 0.0); other cells
         ignore it.
-      use_peepholes: LSTM peephole connections (see :class:`lstmjax.cells.LSTM`).
+      use_peepholes: LSTM peephole connections (see lstmjax.cells.LSTM).
       proj_size: LSTM output projection size P; None: no projection.
-      reset_after: GRU option (see :class:`lstmjax.cells.GRU`).
-      layer_norm_cell: LN-LSTM option (see :class:`lstmjax.cells.LayerNormLSTM`).
+      reset_after: GRU option (see lstmjax.cells.GRU).
+      layer_norm_cell: LN-LSTM option (see lstmjax.cells.LayerNormLSTM).
       init_scale: if set, every weight matrix (embedding, cell kernels, peepholes, projection,
         head kernel and head bias) starts uniform in [-init_scale, init_scale], as the PTB recipes;
         cell biases keep their defaults. None: Glorot uniform matrices, zero head bias.
-      engine: ``"auto"`` (default: the fastest measured engine for the backend, cell and size,
-        printed in the run log), ``"scan"``, ``"static"`` or ``"fused"`` (see
-        :mod:`lstmjax.engines`).
-      unroll: steps per loop iteration of a scan-based engine; ``"auto"`` picks its own.
+      engine: "auto" (default: the fastest measured engine for the backend, cell and size,
+        printed in the run log), "scan", "static" or "fused" (see
+        lstmjax.engines).
+      unroll: steps per loop iteration of a scan-based engine; "auto" picks its own.
       remat_chunk: in training, recompute the recurrence in chunks of this many steps in the
         backward pass (memory for one chunk's activations instead of the window's; the last chunk
         is shorter if it does not divide the window). None: save everything.
@@ -140,32 +144,33 @@ LossScale = Literal["mean", "sum_over_time"]
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Which corpus, and where it lives: a named corpus, or your own text (``corpus="text"``).
+    """Which corpus, and where it lives: a named corpus, or your own text (corpus="text").
 
-    The fields are :func:`lstmjax.data.load_corpus`'s keyword arguments:
-    ``load_corpus(**dataclasses.asdict(data))`` loads the corpus. Errors name them ``data.<field>``.
+    The fields are lstmjax.data.load_corpus's keyword arguments:
+    load_corpus(**dataclasses.asdict(data)) loads the corpus. Errors name them data.<field>.
 
     Attributes:
-      corpus: a named corpus (see :mod:`lstmjax.data.corpora`; ``"default"`` is embedded), or
-        ``"text"``: the text at ``path``.
-      path: ``corpus="text"`` only, and required there: a UTF-8 text file, or a folder whose
-        ``*.txt`` files (subfolders included, hidden ones skipped) are read in sorted path order.
+      corpus: a named corpus (see lstmjax.data.corpora; "default" is embedded), or
+        "text": the text at path. A path given here (an existing file or folder, or any value
+        with a "/" or ending in ".txt") means corpus="text" with that path.
+      path: corpus="text" only, and required there: a UTF-8 text file, or a folder whose
+        *.txt files (subfolders included, hidden ones skipped) are read in sorted path order.
         Split contiguously 90/5/5. A relative path is resolved against the current directory
-        when the corpus is loaded; ``config.json`` stores it as given, so resume a run from the
+        when the corpus is loaded; config.json stores it as given, so resume a run from the
         directory it started in (or give an absolute path).
-      level: ``corpus="text"`` only: ``"char"`` (every character of the text is a token) or
-        ``"word"`` (whitespace-separated words, each newline an ``<eos>``, as PTB).
-      min_count: ``corpus="text"``, word level only: training-split words seen fewer times
-        become ``<unk>`` (as do words seen only in valid or test); 1 keeps every training word.
-      data_dir: directory holding a named corpus's files; None: ``$LSTMJAX_DATA_DIR``, else
-        download. Not with ``corpus="text"``.
-      cache_dir: where downloads go; None: ``$LSTMJAX_CACHE_DIR``, else ``~/.cache/lstmjax``.
-      split: ``"standard"`` or, for text8, ``"tutorial"`` (validation = first 1,000 characters).
+      level: corpus="text" only: "char" (every character of the text is a token) or
+        "word" (whitespace-separated words, each newline an <eos>, as PTB).
+      min_count: corpus="text", word level only: training-split words seen fewer times
+        become <unk> (as do words seen only in valid or test); 1 keeps every training word.
+      data_dir: directory holding a named corpus's files; None: $LSTMJAX_DATA_DIR, else
+        download. Not with corpus="text".
+      cache_dir: where downloads go; None: $LSTMJAX_CACHE_DIR, else ~/.cache/lstmjax.
+      split: "standard" or, for text8, "tutorial" (validation = first 1,000 characters).
       unknown: text8 characters outside its alphabet and ptb valid/test words outside its
-        training vocabulary: ``"error"``, or ``"map"`` to a space (text8) or ``<unk>`` (ptb).
+        training vocabulary: "error", or "map" to a space (text8) or <unk> (ptb).
     """
 
-    corpus: CorpusName = "default"
+    corpus: CorpusName | str = "default"
     path: str | None = None
     level: Level = "char"
     min_count: int = 1
@@ -175,30 +180,39 @@ class DataConfig:
     unknown: Literal["error", "map"] = "error"
 
     def __post_init__(self):
+        named = get_args(CorpusName)
+        if self.corpus not in named:
+            corpus = str(self.corpus)
+            if self.path is not None or not (os.path.exists(corpus) or "/" in corpus
+                                             or corpus.endswith(".txt")):
+                raise ValueError(f"data.corpus={corpus!r} is neither one of {named} nor the path "
+                                 "of an existing text file or folder")
+            object.__setattr__(self, "corpus", "text")
+            object.__setattr__(self, "path", corpus)
         check_options(**dataclasses.asdict(self))
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """The optax chain: ``clip_by_global_norm(max_grad_norm)``, then the optimizer, with a schedule.
+    """The optax chain: clip_by_global_norm(max_grad_norm), then the optimizer, with a schedule.
 
     Attributes:
-      optimizer: ``"adam"`` (optax's: epsilon added to the bias-corrected root), ``"adam_tf1"``
-        (TF1's ``AdamOptimizer``: epsilon added to the uncorrected root, which in optax's terms is
-        an epsilon of ``adam_eps / sqrt(1 - adam_b2^t)`` at step t: 32x at step 1, 10x at step
+      optimizer: "adam" (optax's: epsilon added to the bias-corrected root), "adam_tf1"
+        (TF1's AdamOptimizer: epsilon added to the uncorrected root, which in optax's terms is
+        an epsilon of adam_eps / sqrt(1 - adam_b2^t) at step t: 32x at step 1, 10x at step
         10, 3.2x at step 100, 1.26x at step 1000 with adam_b2=0.999; use it to train a TF1 recipe
-        the same), ``"adagrad"`` (initial accumulator ``adagrad_initial_accumulator``, TF1's
-        default 0.1) or ``"sgd"``.
+        the same), "adagrad" (initial accumulator adagrad_initial_accumulator, TF1's
+        default 0.1) or "sgd".
       learning_rate: the initial learning rate.
       max_grad_norm: clip the global gradient norm to this; None: no clipping.
-      schedule: ``"constant"``; ``"exponential"``: ``lr * decay_rate ** (step / decay_steps)``,
-        floored to whole periods with ``staircase`` (TF's ``exponential_decay``);
-        ``"epoch_decay"``: the PTB recipe, ``lr * decay_rate ** max(epoch + 1 - decay_after_epoch,
-        0)`` with ``epoch`` counted from 0 (TF's ``lr_decay ** max(i + 1 - max_epoch, 0)``).
-      decay_rate: factor per decay period (``exponential``) or per epoch (``epoch_decay``).
-      decay_steps: steps per decay period of ``exponential``.
-      staircase: ``exponential`` decays in whole periods (True) or continuously.
-      decay_after_epoch: ``epoch_decay`` keeps the initial rate for this many epochs.
+      schedule: "constant"; "exponential": lr * decay_rate ** (step / decay_steps),
+        floored to whole periods with staircase (TF's exponential_decay);
+        "epoch_decay": the PTB recipe, lr * decay_rate ** max(epoch + 1 - decay_after_epoch,
+        0) with epoch counted from 0 (TF's lr_decay ** max(i + 1 - max_epoch, 0)).
+      decay_rate: factor per decay period (exponential) or per epoch (epoch_decay).
+      decay_steps: steps per decay period of exponential.
+      staircase: exponential decays in whole periods (True) or continuously.
+      decay_after_epoch: epoch_decay keeps the initial rate for this many epochs.
       adam_b1: Adam's first-moment decay (TF1 default 0.9).
       adam_b2: Adam's second-moment decay (TF1 default 0.999).
       adam_eps: Adam's epsilon (TF1 default 1e-8).
@@ -236,12 +250,12 @@ class TrainConfig:
 
     Attributes:
       batch_size: B, parallel streams of the corpus.
-      seq_len: T, tokens per window (the truncated-BPTT length; TF's ``num_steps``).
-      num_epochs: passes over the training split; the run ends at ``num_epochs`` or ``max_steps``,
+      seq_len: T, tokens per window (the truncated-BPTT length; TF's num_steps).
+      num_epochs: passes over the training split; the run ends at num_epochs or max_steps,
         whichever comes first (None: no limit of that kind).
       max_steps: optimizer steps; None: no limit of that kind.
-      loss_scale: ``"mean"``: the loss is the mean per token (the char recipes);
-        ``"sum_over_time"``: summed over the T steps and averaged over the batch (the PTB recipes,
+      loss_scale: "mean": the loss is the mean per token (the char recipes);
+        "sum_over_time": summed over the T steps and averaged over the batch (the PTB recipes,
         whose learning rate 1.0 and clipping are calibrated to it). Reported perplexity is per token
         either way.
       seed: seeds parameters, dropout and sampling.
@@ -294,7 +308,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict) -> Config:
-        """The config from :meth:`to_dict`'s output; an unknown key raises a ValueError naming it."""
+        """The config from to_dict's output; an unknown key raises a ValueError naming it."""
         parts = {}
         for field in dataclasses.fields(cls):
             section = values.get(field.name, {})

@@ -20,6 +20,8 @@ function                    what
                             (needs TensorFlow: ``pip install 'lstmjax[tf]'``)
 ``save_variables``          ``.npz`` or ``.pt``
 ``write_run``               a run directory holding an imported model
+``import_run``              ``lstmjax import``: a weights file and its vocabulary -> a run directory
+``export_run``              ``lstmjax export``: a run directory's checkpoint -> a weights file
 ==========================  ================================================================
 
 ``params`` is the ``"params"`` collection of :class:`lstmjax.RNNLanguageModel`: run the model with
@@ -315,3 +317,57 @@ def write_run(workdir: str | os.PathLike, model: ModelConfig, params: Mapping[st
     with Checkpoints(workdir / "checkpoints", keep=config.train.keep_checkpoints) as checkpoints:
         checkpoints.save(0, {"state": state, "carry": carry}, extra, force=True)
     return config
+
+
+def import_run(weights: str | os.PathLike, workdir: str | os.PathLike, *,
+               corpus: str | None = None, vocab_file: str | os.PathLike | None = None,
+               data_dir: str | None = None, base: Config | None = None,
+               forget_bias: float | None = None, scope: str | None = None) -> Config:
+    """``lstmjax import``: the model in ``weights`` (a torch ``.pt``/``.pth`` state dict, else TF1
+    variables: ``.npz`` or a checkpoint prefix) written as a run directory; return its config.
+
+    The vocabulary is not in the weights: ``corpus`` (the named corpus the model was trained on;
+    ``data_dir`` where its files are) gives it and becomes the run's corpus, or ``vocab_file`` (an
+    lstmjax ``vocab.json``, or a text file with one word per line, line k being id k). With both,
+    they must agree. ``base`` (default ``Config()``) gives the settings that the weights do not;
+    ``forget_bias`` and ``scope`` are :func:`lm_from_tf`'s.
+    """
+    from lstmjax.data import Vocab, load_corpus
+
+    if corpus is None and vocab_file is None:
+        raise ValueError("give the vocabulary: --corpus NAME (the training corpus) or --vocab FILE")
+    variables = load_variables(weights)
+    if pathlib.Path(weights).suffix in (".pt", ".pth"):
+        model, params = lm_from_torch(variables)
+    else:
+        model, params = lm_from_tf(variables, forget_bias=forget_bias, scope=scope)
+    base = base or Config()
+    vocab = None
+    if vocab_file is not None:
+        text = pathlib.Path(vocab_file).read_text()
+        vocab = (Vocab.from_json(text) if text.lstrip().startswith("{")
+                 else Vocab(tuple(text.splitlines()), "word"))
+    if corpus is not None:
+        data = dataclasses.replace(base.data, corpus=corpus, data_dir=data_dir)
+        corpus_vocab = load_corpus(**dataclasses.asdict(data)).vocab
+        if vocab is not None and vocab != corpus_vocab:
+            raise ValueError(f"--vocab {vocab_file} differs from the vocabulary of corpus "
+                             f"{corpus!r}, which lstmjax eval would score with it")
+        vocab, base = vocab or corpus_vocab, dataclasses.replace(base, data=data)
+    return write_run(workdir, model, params, vocab, base=base)
+
+
+def export_run(workdir: str | os.PathLike, out: str | os.PathLike, *,
+               checkpoint: str = "latest", names: str = "ptb") -> tuple[int, int]:
+    """``lstmjax export``: a run's checkpoint written to ``out`` as a torch state dict (``.pt``,
+    ``.pth``) or TF1 variables (``.npz``, with ``names`` "ptb" or "r2rt"); return ``(step,
+    number of arrays)``."""
+    from lstmjax.rundir import load_run
+
+    config, _, _, params, step = load_run(workdir, checkpoint=checkpoint)
+    if pathlib.Path(out).suffix in (".pt", ".pth"):
+        variables = lm_to_torch(config.model, params)
+    else:
+        variables = lm_to_tf(config.model, params, names=names)
+    save_variables(variables, out)
+    return step, len(variables)

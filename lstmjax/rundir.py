@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 from typing import Any
@@ -36,19 +37,20 @@ def load_run(workdir: str | pathlib.Path, *, checkpoint: str = "latest"
         "state": init_state(model, optimizer, seed=0, batch_size=batch_size),
         "carry": zero_carry(config.model, batch_size)})
     with Checkpoints(workdir / "checkpoints", keep=config.train.keep_checkpoints) as checkpoints:
-        step = checkpoints.best_step() if checkpoint == "best" else checkpoints.latest_step()
-        restored, _ = checkpoints.restore(target, step=step)
+        restored, _ = checkpoints.restore(target, step=checkpoint)
     state = restored["state"]
     return config, vocab, model, state.params, int(state.step)
 
 
 def evaluate_run(workdir: str | pathlib.Path, *, split: str = "valid", checkpoint: str = "latest",
-                 batch_size: int | None = None) -> dict[str, Any]:
-    """Loss, perplexity and bits per token of a run's checkpoint on ``split`` of its corpus."""
+                 batch_size: int | None = None, data_dir: str | None = None) -> dict[str, Any]:
+    """Loss, perplexity and bits per token of a run's checkpoint on ``split`` of its corpus.
+
+    ``data_dir`` replaces the run's ``data.data_dir`` (corpus files moved since training).
+    """
     config, _, model, params, step = load_run(workdir, checkpoint=checkpoint)
     data = config.data
-    corpus = load_corpus(data.corpus, data_dir=data.data_dir, cache_dir=data.cache_dir,
-                         split=data.split, unknown=data.unknown)
+    corpus = load_corpus(**{**dataclasses.asdict(data), "data_dir": data_dir or data.data_dir})
     ids = {"valid": corpus.valid, "test": corpus.test}[split]
     if ids is None:
         raise ValueError(f"corpus {data.corpus!r} with split {data.split!r} has no {split} split")

@@ -20,8 +20,12 @@ from lstmjax.model import RNNLanguageModel, zero_carry
 
 def next_token_distribution(logits: jax.Array, *, temperature: float, top_k: int) -> jax.Array:
     """Probabilities ``float32[B, V]`` from ``logits: [B, V]``: softmax(logits / temperature) over
-    the ``top_k`` most likely tokens (all if ``top_k`` is 0), renormalized."""
-    logits = logits.astype(jnp.float32) / temperature
+    the ``top_k`` most likely tokens (all if ``top_k`` is 0), renormalized.
+
+    The logits are shifted by their maximum before the division, so a tiny temperature gives
+    the most likely token (ties shared) rather than overflowing to NaN."""
+    logits = logits.astype(jnp.float32)
+    logits = (logits - jnp.max(logits, axis=-1, keepdims=True)) / temperature
     if top_k:
         kth_largest = jax.lax.top_k(logits, top_k)[0][:, -1:]  # [B, 1]
         logits = jnp.where(logits >= kth_largest, logits, -jnp.inf)
@@ -92,16 +96,22 @@ def generate(
     (so a word-level continuation is separated from its prime by a space, as its words are).
 
     Raises:
-      ValueError: an empty prime, a prime with tokens outside the vocabulary, a temperature <= 0,
-        or a ``top_k`` outside [0, V].
+      ValueError: a prime without tokens (empty, or only spaces at word level) or with tokens
+        outside the vocabulary, a ``length`` < 1, a temperature <= 0, or a ``top_k`` outside
+        [0, V].
     """
-    if not prime_text:
-        raise ValueError("prime_text must hold at least one token, e.g. prime_text='The '")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ValueError(f"length must be an int >= 1 (tokens to generate), got {length!r}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     if not 0 <= top_k <= len(vocab):
         raise ValueError(f"top_k must lie in [0, V={len(vocab)}] (0: all tokens), got {top_k!r}")
-    prime = jnp.asarray(vocab.encode(prime_text), jnp.int32)[None, :]
+    ids = vocab.encode(prime_text)
+    if len(ids) == 0:
+        example = "'the'" if vocab.level == "word" else "'The '"
+        raise ValueError(f"the prime {prime_text!r} holds no {vocab.level} token; give one, e.g. "
+                         f"{example}")
+    prime = jnp.asarray(ids, jnp.int32)[None, :]
     ids = generate_ids(model, variables, prime, jax.random.key(seed), length=length,
                        temperature=float(temperature), top_k=int(top_k))
     return vocab.decode(jax.device_get(jnp.concatenate([prime, ids], axis=1)[0]))

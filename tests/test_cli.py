@@ -11,22 +11,68 @@ pytestmark = pytest.mark.usefixtures("standard_promotion")
 
 
 
-def test_train_resume_eval_sample(tmp_path, capsys):
-    workdir = str(tmp_path / "run")
-    args = ["train", "--preset", "tiny", "--workdir", workdir, "--train.max-steps", "6",
-            "--train.eval-every", "3"]
+def test_train_resume_eval_sample(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default run directory is runs/PRESET, here runs/tiny
+    args = ["train", "--preset", "tiny", "--train.max-steps", "6", "--train.eval-every", "3"]
     assert main(args) == 0
     out = capsys.readouterr().out
+    assert "run directory: runs/tiny (new run)" in out
     assert "valid loss" in out and "sample:" in out
     assert main(args) == 0  # resumes, finds the run complete
     assert "already at step 6" in capsys.readouterr().out
-    assert main(["eval", "--workdir", workdir, "--split", "test"]) == 0
+    import lstmjax.rundir
+
+    real_load_corpus, seen = lstmjax.rundir.load_corpus, []
+    monkeypatch.setattr(lstmjax.rundir, "load_corpus",
+                        lambda **kw: seen.append(kw["data_dir"]) or real_load_corpus(**kw))
+    assert main(["eval", "--preset", "tiny", "--split", "test", "--data.data-dir", "moved"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["step"] == 6 and result["split"] == "test" and result["perplexity"] > 1
-    assert main(["sample", "--workdir", workdir, "--prime", "The ", "--length", "12", "--seed", "3"]) == 0
+    assert result["workdir"] == "runs/tiny" and seen == ["moved"]
+    sample = ["sample", "--preset", "tiny", "--prime", "The ", "--length", "12", "--seed", "3"]
+    assert main(sample) == 0
     first = capsys.readouterr().out
-    assert main(["sample", "--workdir", workdir, "--prime", "The ", "--length", "12", "--seed", "3"]) == 0
+    assert main([*sample[:3], "--workdir", "runs/tiny", *sample[3:]]) == 0
     assert capsys.readouterr().out == first and first.startswith("The ")
+
+
+def test_user_mistakes_are_one_line_naming_the_flag(tmp_path, capsys):
+    workdir = str(tmp_path / "run")
+    assert main(["train", "--preset", "tiny", "--workdir", workdir,
+                 "--train.eval-batch-size", "1000000"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lstmjax train: error: --train.eval-batch-size=1000000 is too large")
+    assert err.count("\n") == 1
+    (tmp_path / "file").write_text("")
+    assert main(["train", "--preset", "tiny", "--workdir", str(tmp_path / "file" / "run")]) == 1
+    assert "cannot be created: " in capsys.readouterr().err
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "checkpoints").write_text("")
+    assert main(["train", "--preset", "tiny", "--workdir", str(tmp_path / "taken")]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoints is a file" in err and err.count("\n") == 1
+    for length in ("0", "-5"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["sample", "--workdir", workdir, "--length", length])
+        assert exit_info.value.code == 2
+        assert f"argument --length: must be an integer >= 1, got {length}" in capsys.readouterr().err
+
+
+def test_errors_name_flags_not_fields():
+    from lstmjax.cli import as_flags
+
+    assert as_flags("train.max_steps=10 and data.data_dir, not ptb.train.txt or model.nope") == (
+        "--train.max-steps=10 and --data.data-dir, not ptb.train.txt or model.nope")
+
+
+def test_train_help_lists_preset_and_workdir_without_markup(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--preset" in text and "--workdir DIR" in text and "--model.hidden-size" in text
+    for markup in ("``", ":class:", ":mod:", ":func:", ":data:"):
+        assert markup not in text, markup
 
 
 def test_unknown_key_is_rejected_before_running(tmp_path, capsys):

@@ -177,3 +177,10 @@ def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch, c
     assert capsys.readouterr().err == ('lstmjax report: error: plotting needs matplotlib, which is '
                                        'not installed: pip install "lstmjax[plot]"\n')
     assert not (tmp_path / "s.json").exists()  # nothing is written
+
+
+def test_plot_command_writes_the_curves(tmp_path, capsys):
+    run = _write_run(tmp_path / "toy")
+    assert cli.main(["plot", str(run), "-o", str(tmp_path / "curves.png")]) == 0
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'curves.png'}\n"
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")

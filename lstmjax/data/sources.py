@@ -260,7 +260,9 @@ def _where_to_put(source: Source, folder: Path | None, cache: Path | None = None
     dest = str(folder) if folder else "<your data dir>"
     fix = (
         f"Get {source.filename} ({expected}): {origin}. Put it at {dest}/{source.filename} and "
-        f'set data.data_dir="{dest}" or the environment variable {ENV_DATA_DIR}={dest}'
+        f'set data.data_dir="{dest}" (for eval, of a run whose files moved, too; the '
+        f"environment variable {ENV_DATA_DIR}={dest} serves only runs whose data.data_dir is "
+        "unset)"
     )
     if cache is not None:
         fix += f", or copy it to the download cache as {cache / source.filename}"
