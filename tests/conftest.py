@@ -1,7 +1,8 @@
 """Shared fixtures. Strict dtype promotion and rank promotion that raises catch silent casts and
 broadcasts in the library; every test gets its own seed, derived from its name (set
 LSTMJAX_TEST_SEED to draw a different family of inputs). XLA's optimizations are turned down, as
-in flax's example tests: compiling dominates this suite's time on a CPU."""
+in flax's example tests, and compiled programs are cached on disk: compiling dominates this
+suite's time on a CPU."""
 
 import os
 import zlib
@@ -9,10 +10,18 @@ import zlib
 import jax
 import numpy as np
 import pytest
+from helpers import COMPILATION_CACHE
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_disable_most_optimizations", True)
+# Many tests compile the same tiny programs (a train step of the tiny preset, its evaluation):
+# XLA's persistent cache (in .pytest_cache, shared by the xdist workers) compiles each once.
+# Tracing and lowering still run every time. Trainer subprocesses share it (helpers.trainer_env);
+# the benchmarks' measurement processes compile from scratch.
+jax.config.update("jax_compilation_cache_dir", str(COMPILATION_CACHE))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture

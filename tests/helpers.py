@@ -1,4 +1,8 @@
-"""Random inputs for equivalence tests: nothing at its default value, nothing zero."""
+"""Random inputs for equivalence tests (nothing at its default value, nothing zero), and the
+environment of the trainer subprocesses."""
+
+import os
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -36,3 +40,17 @@ def assert_trees_close(actual, expected, *, rtol=1e-5, atol=1e-6, err_msg=""):
             np.asarray(a), np.asarray(b), rtol=rtol, atol=atol,
             err_msg=f"{err_msg} at {jax.tree_util.keystr(path)}",
         )
+
+
+COMPILATION_CACHE = pathlib.Path(__file__).parents[1] / ".pytest_cache" / "jax-compilation"
+"""XLA's persistent compilation cache of the test processes (conftest.py sets it)."""
+
+
+def trainer_env() -> dict[str, str]:
+    """The environment of an ``lstmjax train`` subprocess: the CPU, XLA's optimizations turned
+    down and the persistent compilation cache of the tests, so that it compiles as the test
+    processes do."""
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "true",
+            "JAX_COMPILATION_CACHE_DIR": str(COMPILATION_CACHE),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}

@@ -10,14 +10,14 @@ import sys
 import time
 
 import pytest
+from helpers import trainer_env
 
 from lstmjax.checkpoint import Checkpoints
 from lstmjax.presets import PRESETS
 from lstmjax.runlock import RunDirectoryError, RunLock
 from lstmjax.train import train
 
-# the subprocesses compile as this process does (conftest turns XLA optimizations down)
-_ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "true"}
+_ENV = trainer_env()
 
 
 def _spawn_trainer(workdir) -> subprocess.Popen:

@@ -4,7 +4,6 @@ respects top-k, and a NaN loss stops the run with its checkpoint intact."""
 
 import dataclasses
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -17,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import trainer_env
 
 import lstmjax.train
 from lstmjax import ModelConfig, RNNLanguageModel, zero_carry
@@ -112,9 +112,8 @@ def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(tmp_path):
     command = [sys.executable, "-m", "lstmjax", "train", "--preset", "tiny", "--workdir", str(killed),
                "--train.max-steps", str(steps), "--train.eval-every", "20", "--train.log-every", "10",
                "--train.sample-length", "0"]
-    # the subprocess compiles as this process does (conftest turns XLA optimizations down)
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "true"}
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=trainer_env())
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
         steps_done = [p for p in (killed / "checkpoints").glob("*") if p.name.isdigit()]
