@@ -215,6 +215,16 @@ class Checkpoints:
             raise FileNotFoundError(self._no_step_message(step))
         return self._metric(step)
 
+    def extra(self, step: int) -> dict[str, Any] | None:
+        """The JSON dict saved with ``step``, read alone (no arrays); None when it cannot be read
+        (a damaged step: :meth:`restore` says what is wrong with it)."""
+        if step not in self.all_steps():
+            raise FileNotFoundError(self._no_step_message(step))
+        try:
+            return dict(self._read(step, "extra", ocp.args.JsonRestore()))
+        except _Damaged:
+            return None
+
     def _metric(self, step: int) -> float | None:
         if step not in self._metrics:
             metrics = self._manager.metrics(step)

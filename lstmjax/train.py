@@ -225,7 +225,11 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
         if vocab_path.exists() and Vocab.from_json(vocab_path.read_text()) != corpus.vocab:
             raise ValueError(f"{vocab_path} differs from the vocabulary of corpus {data.corpus!r}; "
                              "start a new run in another workdir")
-        if checkpoints.latest_step() is not None:
+        latest = checkpoints.latest_step()
+        if latest is not None:
+            # the config stored with the checkpoint, checked before its arrays are: a config.json
+            # deleted by hand does not turn another model into a layout mismatch
+            resolve_config(config, workdir, saved=(checkpoints.extra(latest) or {}).get("config"))
             target = jax.eval_shape(lambda: {"state": state, "carry": carry})
             restored, extra = checkpoints.restore(target, on_warning=print_fn, quarantine=True)
             resolve_config(config, workdir, saved=extra.get("config"))
@@ -389,10 +393,11 @@ def _past_the_end(workdir, step, total_steps, settings, steps_per_epoch) -> str:
 def _divergence_advice(config: Config) -> str:
     if "float16" in (config.model.dtype, config.model.param_dtype):
         return ("float16 holds no value below 6e-8 and none above 65,504: Adam's optim.adam_eps "
-                f"{config.optim.adam_eps:g} rounds to 0 in float16 parameters; use "
-                "model.dtype/model.param_dtype bfloat16, or optim.adam_eps 1e-4 or more, then "
-                "start a new workdir")
-    return ("Lower optim.learning_rate or set optim.max_grad_norm, then start a new workdir")
+                f"{config.optim.adam_eps:g} rounds to 0 in float16 parameters. Use "
+                "model.dtype bfloat16 with model.param_dtype float32 (16-bit matmuls, float32 "
+                "parameters and state), or raise optim.adam_eps to 1e-4 or more; then start a new "
+                "workdir")
+    return "Lower optim.learning_rate or set optim.max_grad_norm, then start a new workdir"
 
 
 def _header(config, corpus, workdir, state, position, steps_per_epoch, total_steps,
@@ -404,7 +409,8 @@ def _header(config, corpus, workdir, state, position, steps_per_epoch, total_ste
     splits = ", ".join(f"{name} {len(ids):,}" for name, ids in
                        (("train", corpus.train), ("valid", corpus.valid), ("test", corpus.test))
                        if ids is not None)
-    start = f"resuming at step {step} ({position})" if step else "new run"
+    start = (f"resuming at step {step}: epoch {position.epoch}, window {position.window}" if step
+             else "new run")
     optimizer = f"{optim.optimizer} lr {optim.learning_rate:g} ({optim.schedule})"
     if optim.max_grad_norm is not None:
         optimizer += f", clip {optim.max_grad_norm:g}"
