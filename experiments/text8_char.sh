@@ -13,3 +13,6 @@ here=$(dirname "$0")
 # lstmjax's default chain: clip to 5, then Adam 2e-3
 "$here/run.sh" text8-char-adam --preset text8-char --optim.optimizer adam \
   --optim.learning-rate 2e-3 --optim.max-grad-norm 5 "$@"
+# the notebook's seed recipe: 1 x 64 LSTM, plain SGD 10.0 decayed by 0.1 every 5,000 steps, clip
+# 1.25, 7,001 steps (preset text8-sgd)
+"$here/run.sh" text8-sgd --preset text8-sgd "$@"

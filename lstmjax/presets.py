@@ -63,6 +63,20 @@ PRESETS: dict[str, Config] = {
         train=TrainConfig(batch_size=64, seq_len=10, max_steps=150_000, eval_every=5000,
                           eval_batch_size=1, eval_seq_len=100),
     ),
+    # The same notebook's first LSTM, as its seed code trains it: 1 x 64 cell (no forget bias),
+    # plain SGD at 10.0 decayed by 0.1 every 5,000 steps (staircase), clip 1.25, batch 64, 10
+    # unrollings, 7,001 steps. Weights start uniform in [-0.1, 0.1] (the notebook draws some
+    # from tf.truncated_normal(shape, -0.1, 0.1), i.e. mean -0.1; not reproduced).
+    "text8-sgd": Config(
+        model=ModelConfig(hidden_size=64, num_layers=1, input_mode="one_hot", forget_bias=0.0,
+                          init_scale=0.1),
+        data=DataConfig(corpus="text8", split="tutorial"),
+        optim=OptimConfig(optimizer="sgd", learning_rate=10.0, max_grad_norm=1.25,
+                          schedule="exponential", decay_rate=0.1, decay_steps=5000,
+                          staircase=True),
+        train=TrainConfig(batch_size=64, seq_len=10, max_steps=7001, eval_every=500,
+                          eval_batch_size=1, eval_seq_len=100),
+    ),
     "shakespeare-lstm": _shakespeare("lstm"),
     "shakespeare-gru": _shakespeare("gru"),
     "shakespeare-ln-lstm": _shakespeare("ln_lstm"),
