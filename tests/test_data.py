@@ -681,3 +681,14 @@ def test_word_vocab_min_count_keeps_frequent_words_and_unk_stands_for_the_rest()
     assert Vocab.build_words(tokens, unk=UNK).tokens == ("x", EOS, "y", "z", UNK)  # <unk>: 0
     with pytest.raises(ValueError, match="min_count=2 leaves words out"):
         Vocab.build_words(tokens, min_count=2)
+
+
+def test_a_path_given_as_the_corpus_means_your_own_text(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes").write_text("some text")
+    for given in ("notes", "books/", "novel.txt", str(tmp_path / "notes")):
+        data = DataConfig(corpus=given, level="word")
+        assert (data.corpus, data.path, data.level) == ("text", given, "word")
+    with pytest.raises(ValueError, match=r"data.corpus='ptbb' is neither one of \('default', "
+                                         r".*\) nor the path of an existing text file or folder"):
+        DataConfig(corpus="ptbb")
