@@ -278,8 +278,8 @@ class Checkpoints:
     # -- restore -------------------------------------------------------------------------------
 
     def restore(self, target: PyTree, *, step: int | Literal["latest", "best"] | None = None,
-                on_warning: Callable[[str], None] | None = None, quarantine: bool = False
-                ) -> tuple[PyTree, dict[str, Any]]:
+                on_warning: Callable[[str], None] | None = None, quarantine: bool = False,
+                partial: bool = False) -> tuple[PyTree, dict[str, Any]]:
         """Restore a verified step into the structure of ``target``; return ``(state, extra)``.
 
         "latest" and "best" fall back past damaged steps (module docstring) to the newest, or the
@@ -297,6 +297,9 @@ class Checkpoints:
           quarantine: move each damaged step skipped into ``directory/_damaged/``, so that its
             step number can be saved again (a trainer resuming). Readers (eval, sample) leave it
             False. Nothing is moved when no step is intact.
+          partial: restore only the arrays that ``target`` holds (a reader's
+            ``{"state": {"params": ..., "step": ...}}``, without the optimizer state): the step's
+            other arrays are neither read, nor verified, nor compared with the target.
 
         Raises:
           FileNotFoundError: no checkpoint in the directory, or none for ``step``.
@@ -313,7 +316,7 @@ class Checkpoints:
         with _drop_abandoned_read_errors(damaged):
             for candidate in candidates:
                 try:
-                    leaves, extra, verified = self._restore_step(candidate, wanted)
+                    leaves, extra, verified = self._restore_step(candidate, wanted, partial)
                     break
                 except _Damaged as error:
                     damaged[candidate] = str(error)
@@ -374,9 +377,10 @@ class Checkpoints:
                 f"{tried}: {listing}. Nothing was moved or deleted; restore {fix}a backup of the "
                 "directory, or train from scratch into a new one")
 
-    def _restore_step(self, step: int, wanted: Mapping[str, tuple]
+    def _restore_step(self, step: int, wanted: Mapping[str, tuple], partial: bool
                       ) -> tuple[list[jax.Array], dict[str, Any], bool]:
-        """``(leaves in the order of wanted, extra, verified)`` of one step, read and checked.
+        """``(leaves in the order of wanted, extra, verified)`` of one step, read and checked;
+        with ``partial``, only the arrays of ``wanted``.
 
         Raises _Damaged with the reason, or ValueError if the layout does not match ``wanted``.
         """
@@ -388,7 +392,7 @@ class Checkpoints:
         entries = layout.get("arrays") if isinstance(layout, Mapping) else None
         if version not in (1, _LAYOUT_FORMAT) or not isinstance(entries, Mapping):
             raise _Damaged(f"layout item is not an lstmjax layout (format {version!r})")
-        self._check_layout(step, entries, wanted)
+        self._check_layout(step, entries, wanted, partial)
         extra = self._read(step, "extra", ocp.args.JsonRestore())
         abstract = {}
         for name, (shape, dtype, sharding) in wanted.items():
@@ -399,7 +403,16 @@ class Checkpoints:
                 leaf = jax.ShapeDtypeStruct(shape, dtype, sharding=sharding or _default_sharding())
             _insert(abstract, name, leaf)
         try:
-            state = self._read(step, "state", ocp.args.StandardRestore(abstract))
+            if partial:  # orbax's StandardRestore reads the whole tree or fails
+                restore_args = jax.tree.map(
+                    lambda leaf: ocp.ArrayRestoreArgs(sharding=leaf.sharding,
+                                                      global_shape=leaf.shape, dtype=leaf.dtype),
+                    abstract)
+                args = ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args,
+                                              partial_restore=True)
+            else:
+                args = ocp.args.StandardRestore(abstract)
+            state = self._read(step, "state", args)
         except _Damaged as error:
             absent = self._absent_arrays(step, wanted)
             if not absent:
@@ -459,7 +472,7 @@ class Checkpoints:
         self._metrics.pop(step, None)
         return f"{_QUARANTINE}/{name}"
 
-    def _check_layout(self, step: int, saved: Mapping, wanted: Mapping) -> None:
+    def _check_layout(self, step: int, saved: Mapping, wanted: Mapping, partial: bool) -> None:
         problems = []
         for name, (shape, dtype, _) in wanted.items():
             entry = saved.get(name)
@@ -471,7 +484,7 @@ class Checkpoints:
                         f"makes {_describe(shape, dtype)}")
                 problems.append((name, text))
         for name, entry in saved.items():
-            if name not in wanted:
+            if name not in wanted and not partial:
                 text = f"it has {name} {_describe(entry['shape'], entry['dtype'])}, which the target lacks"
                 problems.append((name, text))
         if problems:
