@@ -11,12 +11,36 @@
   batching  ``windows``: B contiguous streams read T tokens at a time (TF's ``ptb_producer``);
             ``Position(epoch, window)`` to resume exactly.
 
-Importing this package reads no file and touches no network.
+  options   corpus names, token levels, ``check_options``: what ``lstmjax.config`` needs, with
+            none of the I/O above.
+
+Importing this package reads no file and touches no network, and imports none of its modules:
+each name below loads its module on first use, so that ``lstmjax.config`` can import
+``lstmjax.data.options`` alone.
 """
 
-from lstmjax.data.batching import Position, num_windows, require_windows, stream, windows
-from lstmjax.data.corpora import CORPORA, Corpus, check_options, load_corpus
-from lstmjax.data.vocab import EOS, UNK, Vocab
+import importlib
+
+_NAMES = {
+    "CORPORA": "options",
+    "EOS": "vocab",
+    "UNK": "vocab",
+    "Corpus": "corpora",
+    "Position": "batching",
+    "Vocab": "vocab",
+    "check_options": "options",
+    "load_corpus": "corpora",
+    "num_windows": "batching",
+    "require_windows": "batching",
+    "stream": "batching",
+    "windows": "batching",
+}
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"lstmjax.data.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'lstmjax.data' has no attribute {name!r}")
 
 __all__ = [
     "CORPORA",

@@ -79,22 +79,21 @@ import itertools
 import os
 import sys
 from pathlib import Path
-from typing import Literal, get_args
 
 import numpy as np
 
-from lstmjax._checks import require_choice, require_positive_int
 from lstmjax.data import sources
-from lstmjax.data.vocab import EOS, LEVELS, UNK, Level, Vocab, split_words
+from lstmjax.data.options import (
+    TEXT,
+    TEXT_GLOB,
+    Level,
+    check_options,
+    setting,
+)
+from lstmjax.data.vocab import EOS, UNK, Vocab, split_words
 
-CorpusName = Literal["default", "text8", "tinyshakespeare", "anna", "ptb", "ptb-char", "text"]
-TEXT = "text"  # the corpus name for your own text (data.path)
-CORPORA: tuple[str, ...] = tuple(c for c in get_args(CorpusName) if c != TEXT)  # the named ones
-SPLITS: tuple[str, ...] = ("standard", "tutorial")
-UNKNOWN: tuple[str, ...] = ("error", "map")
 TEXT8_ALPHABET = " abcdefghijklmnopqrstuvwxyz"  # id 0 = space, 1..26 = a..z
 TUTORIAL_VALID_CHARS = 1000
-TEXT_GLOB = "*.txt"  # the files of a data.path folder (searched recursively)
 MIN_SPLIT_TOKENS = 2  # an input and its target
 MIN_TEXT_TOKENS = 20 * MIN_SPLIT_TOKENS  # the 5% valid split then holds MIN_SPLIT_TOKENS
 
@@ -202,78 +201,6 @@ def load_corpus(
     return _ptb(corpus, paths, unknown)
 
 
-def check_options(
-    corpus: str,
-    *,
-    path: str | os.PathLike | None = None,
-    level: Level = "char",
-    min_count: int = 1,
-    data_dir: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    split: str = "standard",
-    unknown: str = "error",
-) -> None:
-    """Check a combination of :class:`~lstmjax.config.DataConfig` fields, reading no file.
-
-    Raises:
-      ValueError: naming the ``data.<field>`` at fault and the fix.
-    """
-    del cache_dir  # any cache serves any corpus
-    require_choice("data.corpus", corpus, get_args(CorpusName))
-    require_choice("data.level", level, LEVELS)
-    require_positive_int("data.min_count", min_count)
-    require_choice("data.split", split, SPLITS)
-    require_choice("data.unknown", unknown, UNKNOWN)
-    if split == "tutorial" and corpus != "text8":
-        raise ValueError(
-            f'data.split="tutorial" exists only for data.corpus="text8", got '
-            f'{_setting("corpus", corpus)}; use data.split="standard"'
-        )
-    if corpus == TEXT:
-        if path is None or not os.fspath(path):
-            raise ValueError(
-                'data.corpus="text" trains on your own text, named by data.path, which is not '
-                f"set: set data.path to a UTF-8 text file or to a folder of {TEXT_GLOB} files"
-            )
-        if data_dir is not None:
-            raise ValueError(
-                'data.data_dir holds the files of the named corpora; data.corpus="text" reads '
-                f"{_setting('path', path)} alone: unset data.data_dir"
-            )
-        if unknown != "error":
-            raise ValueError(
-                'data.unknown="map" applies to the fixed vocabularies of text8 and ptb; '
-                'data.corpus="text" builds its vocabulary from the text (at word level, rare '
-                'words become <unk> by data.min_count): leave data.unknown="error"'
-            )
-        if level == "char" and min_count != 1:
-            raise ValueError(
-                f"{_setting('min_count', min_count)} applies to word level only; set "
-                'data.level="word", or leave data.min_count=1 (char level keeps every character)'
-            )
-        return
-    if path is not None:
-        raise ValueError(
-            f'{_setting("path", path)} is for your own text (data.corpus="text"); the named '
-            f"corpus {_setting('corpus', corpus)} is read from data.data_dir or the download "
-            'cache: unset data.path, or set data.corpus="text" to train on that text'
-        )
-    for name, value, default in (("level", level, "char"), ("min_count", min_count, 1)):
-        if value != default:
-            raise ValueError(
-                f'{_setting(name, value)} applies to data.corpus="text" only; the named corpus '
-                f"{_setting('corpus', corpus)} has its own vocabulary: leave data.{name} at its "
-                f"default, {_setting(name, default)}"
-            )
-
-
-def _setting(field: str, value: object) -> str:
-    """``data.<field>=<value>`` as an error message shows it, strings and paths in double quotes."""
-    if isinstance(value, str | os.PathLike):
-        return f'data.{field}="{os.fspath(value)}"'
-    return f"data.{field}={value!r}"
-
-
 # ---- building corpora ------------------------------------------------------------------------
 
 
@@ -287,7 +214,7 @@ def _user_text(path: str | os.PathLike, level: Level, min_count: int) -> Corpus:
         unit = "characters" if level == "char" else "words (<eos> included)"
         where = f" ({root})" if os.fspath(path) != str(root) else ""
         raise ValueError(
-            f"{_setting('path', path)}{where} holds {len(tokens)} {unit}: too short. The "
+            f"{setting('path', path)}{where} holds {len(tokens)} {unit}: too short. The "
             f"contiguous 90/5/5 split needs at least {MIN_TEXT_TOKENS} so that valid and test "
             f"get {MIN_SPLIT_TOKENS} each (an input and its target), and training needs "
             "train.batch_size * (train.seq_len + 1) in its 90%: use a longer text"
@@ -306,7 +233,7 @@ def _user_text(path: str | os.PathLike, level: Level, min_count: int) -> Corpus:
 def _text_files(path: str | os.PathLike, root: Path) -> list[Path]:
     """The file ``root``, or the ``*.txt`` files under the folder ``root`` (see the module
     docstring), in order; errors name ``data.path`` as given and as resolved."""
-    given = _setting("path", path)
+    given = setting("path", path)
     if root.is_file():
         return [root]
     if not root.is_dir():
@@ -479,7 +406,7 @@ def _text8(path: Path, split: str, unknown: str) -> Corpus:
             + (f"; the file is not the published one ({differs})" if differs else "")
             + '. Set data.unknown="map" to map each such character to a space, or train on the '
             'file as it is, with its own alphabet, as data.corpus="text" with '
-            + _setting("path", path)
+            + setting("path", path)
         )
     if differs and not mapped:
         sources.check_sha256(path, digest, source)  # raises, naming the fix

@@ -23,12 +23,11 @@ import functools
 import itertools
 import json
 from collections.abc import Iterable, Sequence
-from typing import Literal, get_args
 
 import numpy as np
 
-Level = Literal["char", "word"]
-LEVELS: tuple[str, ...] = get_args(Level)
+from lstmjax.data.options import LEVELS, Level
+
 EOS = "<eos>"
 UNK = "<unk>"
 
