@@ -49,10 +49,9 @@ import optax
 import lstmjax
 from benchmarks.report import Runner, Unavailable
 from benchmarks.shapes import Shape
-from lstmjax import train as train_lib
 from lstmjax.engines import ENGINE_NAMES
 from lstmjax.model import resolve_engines
-from lstmjax.optim import make_optimizer
+from lstmjax.setup import setup
 
 LEARNING_RATE = 1e-3
 MAX_GRAD_NORM = 5.0
@@ -181,21 +180,20 @@ def lstmjax_train_step(shape: Shape, *, engine: str, unroll: int = 1,
 
     Returns ``(train_step, (state, carry, inputs, targets))``; the step donates state and carry.
     """
-    config = lstmjax_config(shape, engine=engine, unroll=unroll, remat_chunk=remat_chunk)
-    model = lstmjax.RNNLanguageModel(config)
-    optimizer, schedule = make_optimizer(
-        lstmjax.OptimConfig(optimizer="adam", learning_rate=LEARNING_RATE,
-                            max_grad_norm=MAX_GRAD_NORM, adam_eps=ADAM_EPSILON),
-        steps_per_epoch=1)
-    train_step = train_lib.make_train_step(model, optimizer, schedule, "mean")
+    config = lstmjax.Config(
+        model=lstmjax_config(shape, engine=engine, unroll=unroll, remat_chunk=remat_chunk),
+        optim=lstmjax.OptimConfig(optimizer="adam", learning_rate=LEARNING_RATE,
+                                  max_grad_norm=MAX_GRAD_NORM, adam_eps=ADAM_EPSILON),
+        train=lstmjax.TrainConfig(batch_size=shape.batch_size, seq_len=shape.seq_len,
+                                  loss_scale="mean", seed=seed))
+    run = setup(config, steps_per_epoch=1)
     inputs, targets = (jnp.asarray(a) for a in make_batch(shape, seed))
-    state = train_lib.init_state(model, optimizer, seed=seed, batch_size=shape.batch_size)
-    return train_step, (state, lstmjax.zero_carry(config, shape.batch_size), inputs, targets)
+    return run.train_step, (run.state, run.carry, inputs, targets)
 
 
 def lstmjax_runner(shape: Shape, *, engine: str, unroll: int = 1, remat_chunk: int | None = None,
                    precision: str = "float32", seed: int = 0) -> Runner:
-    """lstmjax's own train step (``lstmjax.train.make_train_step``) with ``engine``, ``unroll``
+    """lstmjax's own train step (built by ``lstmjax.setup.setup``) with ``engine``, ``unroll``
     and ``remat_chunk`` (``ModelConfig``'s). The notes say what runs (:func:`_lstmjax_notes`).
 
     ``precision`` is unused: the driver's ``jax_default_matmul_precision`` governs.

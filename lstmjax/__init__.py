@@ -13,7 +13,11 @@ Layers of the library:
   model    RNNLanguageModel: embedding or one-hot input, L cells with dropout between, dense head.
   convert  weights from TensorFlow 1 cells, the TF text8 tutorial and torch.nn.LSTM/GRU/RNN.
   data     named corpora, vocabularies, truncated-BPTT windows.
-  train    TrainState, train_step, evaluate, and the train(config, workdir) loop;
+  steps    TrainState, the jitted train and eval steps, evaluate.
+  setup    setup(config, ...): the one builder of a run (model, optimizer, steps, fresh or
+           restored state) for training, eval, sample and the benchmarks.
+  rundir   the run directory: its files, the checkpoint payload, the resume rules.
+  train    the train(config, workdir) loop; trained: eval and sample of a run directory;
            checkpoint (orbax), sample (generation), presets, cli.
 
 Importing lstmjax does no work beyond importing jax and flax: no device queries, no file reads.
@@ -48,18 +52,18 @@ _LAZY = {
     "Corpus": "lstmjax.data",
     "DamagedCheckpointError": "lstmjax.checkpoint",
     "PRESETS": "lstmjax.presets",
-    "TrainState": "lstmjax.train",
+    "TrainState": "lstmjax.steps",
     "Vocab": "lstmjax.data",
-    "evaluate": "lstmjax.train",
+    "evaluate": "lstmjax.steps",
     "generate": "lstmjax.sample",
     "lm_from_tf": "lstmjax.interop",
     "lm_from_torch": "lstmjax.interop",
     "lm_to_tf": "lstmjax.interop",
     "lm_to_torch": "lstmjax.interop",
     "load_corpus": "lstmjax.data",
-    "load_run": "lstmjax.rundir",
+    "load_run": "lstmjax.trained",
     "make_optimizer": "lstmjax.optim",
-    "make_train_step": "lstmjax.train",
+    "make_train_step": "lstmjax.steps",
 }
 
 

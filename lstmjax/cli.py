@@ -168,7 +168,7 @@ def _positive_float(text: str) -> float:
 
 
 def _eval(argv: list[str]) -> int:
-    from lstmjax.rundir import evaluate_run
+    from lstmjax.trained import evaluate_run
 
     parser = _run_parser("lstmjax eval", "Evaluate a trained run on a split of its corpus.")
     parser.add_argument("--split", default="valid", choices=["valid", "test"],
@@ -187,7 +187,7 @@ def _eval(argv: list[str]) -> int:
 
 
 def _sample(argv: list[str]) -> int:
-    from lstmjax.rundir import sample_run
+    from lstmjax.trained import sample_run
 
     parser = _run_parser("lstmjax sample", "Generate text from a trained run.")
     parser.add_argument("--prime", default=None,

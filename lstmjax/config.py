@@ -15,7 +15,7 @@ from typing import Literal, get_args
 
 from lstmjax._checks import require_choice, require_positive_int
 from lstmjax.cells import CELLS
-from lstmjax.data.corpora import CorpusName, Level, check_options
+from lstmjax.data.options import CorpusName, Level, check_options
 from lstmjax.engines import ENGINE_NAMES
 
 CellType = Literal[tuple(CELLS)]  # the registry's names, for the CLI's choices
@@ -30,6 +30,10 @@ InputMode = Literal["embedding", "one_hot"]
 INPUT_MODES: tuple[str, ...] = get_args(InputMode)
 DType = Literal["float32", "bfloat16", "float16"]
 DTYPES: tuple[str, ...] = get_args(DType)
+RESUMABLE = {"resumable": True}
+"""Field metadata of the settings a resumed run may change (lstmjax.rundir's resume rules): how
+long to run, how often to report, where files are, and how the same model is computed (engine,
+unroll, remat_chunk); never what is trained."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +93,9 @@ class ModelConfig:
     reset_after: bool = False
     layer_norm_cell: bool = True
     init_scale: float | None = None
-    engine: Engine = "auto"
-    unroll: int = 1
-    remat_chunk: int | None = None
+    engine: Engine = dataclasses.field(default="auto", metadata=RESUMABLE)
+    unroll: int = dataclasses.field(default=1, metadata=RESUMABLE)
+    remat_chunk: int | None = dataclasses.field(default=None, metadata=RESUMABLE)
     param_dtype: DType = "float32"
     dtype: DType = "float32"
 
@@ -174,8 +178,8 @@ class DataConfig:
     path: str | None = None
     level: Level = "char"
     min_count: int = 1
-    data_dir: str | None = None
-    cache_dir: str | None = None
+    data_dir: str | None = dataclasses.field(default=None, metadata=RESUMABLE)
+    cache_dir: str | None = dataclasses.field(default=None, metadata=RESUMABLE)
     split: Literal["standard", "tutorial"] = "standard"
     unknown: Literal["error", "map"] = "error"
 
@@ -269,16 +273,16 @@ class TrainConfig:
 
     batch_size: int = 32
     seq_len: int = 50
-    num_epochs: int | None = None
-    max_steps: int | None = 1000
+    num_epochs: int | None = dataclasses.field(default=None, metadata=RESUMABLE)
+    max_steps: int | None = dataclasses.field(default=1000, metadata=RESUMABLE)
     loss_scale: LossScale = "mean"
     seed: int = 0
-    log_every: int = 50
-    eval_every: int = 250
-    keep_checkpoints: int = 3
-    eval_batch_size: int = 16
-    eval_seq_len: int = 100
-    sample_length: int = 300
+    log_every: int = dataclasses.field(default=50, metadata=RESUMABLE)
+    eval_every: int = dataclasses.field(default=250, metadata=RESUMABLE)
+    keep_checkpoints: int = dataclasses.field(default=3, metadata=RESUMABLE)
+    eval_batch_size: int = dataclasses.field(default=16, metadata=RESUMABLE)
+    eval_seq_len: int = dataclasses.field(default=100, metadata=RESUMABLE)
+    sample_length: int = dataclasses.field(default=300, metadata=RESUMABLE)
 
     def __post_init__(self):
         require_choice("loss_scale", self.loss_scale, get_args(LossScale))
@@ -327,3 +331,9 @@ class Config:
 
 
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
+
+
+def resumable_fields() -> frozenset[str]:
+    """The dotted names (``train.max_steps``) of the fields marked :data:`RESUMABLE`."""
+    return frozenset(f"{section}.{field.name}" for section, cls in _SECTIONS.items()
+                     for field in dataclasses.fields(cls) if field.metadata.get("resumable"))

@@ -34,7 +34,6 @@ read and written back has the same sums ``bias_ih + bias_hh`` (lstmjax keeps one
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
 from collections.abc import Mapping
@@ -284,19 +283,19 @@ def write_run(workdir: str | os.PathLike, model: ModelConfig, params: Mapping[st
               *, base: Config | None = None) -> Config:
     """Write an imported model as a run directory; return its config.
 
-    The config is ``base`` (default ``Config()``) with the fields the weights determine (:data:`MODEL_FIELDS`) taken from
-    ``model``. ``workdir`` receives ``config.json``, ``vocab.json`` and a step-0 checkpoint in
-    the layout :func:`lstmjax.train.train` writes (fresh optimizer state, zero carry, the data
-    position at the start), so ``lstmjax eval``, ``lstmjax sample`` and ``lstmjax train`` (to
-    fine-tune, with the same config) read it as a trained run.
+    The config is ``base`` (default ``Config()``) with the fields the weights determine
+    (:data:`MODEL_FIELDS`) taken from ``model``. ``workdir`` receives the files of
+    :mod:`lstmjax.rundir` and a step-0 checkpoint of its payload (fresh optimizer state, zero
+    carry, the data position at the start), so ``lstmjax eval``, ``lstmjax sample`` and
+    ``lstmjax train`` (to fine-tune, with the same config) read it as a trained run.
     """
-    from lstmjax.checkpoint import Checkpoints
+    from lstmjax import rundir
     from lstmjax.data import Position
     from lstmjax.optim import make_optimizer
-    from lstmjax.train import TrainState
+    from lstmjax.steps import init_state
 
-    workdir, base = pathlib.Path(workdir), base or Config()
-    if (workdir / "config.json").exists():
+    directory, base = rundir.RunDirectory(workdir), base or Config()
+    if directory.config_file.exists():
         raise ValueError(f"{workdir} already holds a run; import into a new --workdir")
     if len(vocab) != model.vocab_size:
         raise ValueError(f"the vocabulary has {len(vocab)} tokens but the model's embedding "
@@ -305,17 +304,13 @@ def write_run(workdir: str | os.PathLike, model: ModelConfig, params: Mapping[st
         base.model, **{name: getattr(model, name) for name in MODEL_FIELDS}))
     params = check_params(config.model, params)
     optimizer, _ = make_optimizer(config.optim, steps_per_epoch=1)
-    _, rng = jax.random.split(jax.random.key(config.train.seed))  # as lstmjax.train.init_state
-    state = TrainState(params=params, opt_state=optimizer.init(params),
-                       step=jnp.zeros((), jnp.int32), rng=rng)
+    state = init_state(RNNLanguageModel(config.model), optimizer, seed=config.train.seed,
+                       params=params)
     carry = zero_carry(config.model, config.train.batch_size)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "vocab.json").write_text(vocab.to_json())
-    (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    extra = {"position": Position().to_dict(), "config": config.to_dict(),
-             "vocab": json.loads(vocab.to_json())}
-    with Checkpoints(workdir / "checkpoints", keep=config.train.keep_checkpoints) as checkpoints:
-        checkpoints.save(0, {"state": state, "carry": carry}, extra, force=True)
+    directory.path.mkdir(parents=True, exist_ok=True)
+    directory.write(config, vocab)
+    with directory.checkpoints(config) as checkpoints:
+        rundir.save(checkpoints, 0, state, carry, Position(), config, vocab, force=True)
     return config
 
 
@@ -362,7 +357,7 @@ def export_run(workdir: str | os.PathLike, out: str | os.PathLike, *,
     """``lstmjax export``: a run's checkpoint written to ``out`` as a torch state dict (``.pt``,
     ``.pth``) or TF1 variables (``.npz``, with ``names`` "ptb" or "r2rt"); return ``(step,
     number of arrays)``."""
-    from lstmjax.rundir import load_run
+    from lstmjax.trained import load_run
 
     config, _, _, params, step = load_run(workdir, checkpoint=checkpoint)
     if pathlib.Path(out).suffix in (".pt", ".pth"):

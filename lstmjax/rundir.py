@@ -1,8 +1,25 @@
-"""A run directory written by :func:`lstmjax.train.train`: load it, evaluate it, sample from it."""
+"""The run directory: its files, the checkpoint payload, and the rules for resuming a run.
+
+Layout of a run directory (``workdir``)::
+
+    config.json     the resolved Config (``Config.to_dict``), written when a run starts
+    vocab.json      the vocabulary (``Vocab.to_json``)
+    metrics.jsonl   one JSON record per log line, validation and test pass (lstmjax.metrics)
+    checkpoints/    lstmjax.checkpoint.Checkpoints; each step saves the payload below
+    train.lock      the trainer lock (lstmjax.runlock): the pid of the trainer holding it
+
+The checkpoint payload of each step: the arrays ``{"state": TrainState, "carry": carry}`` and the
+JSON extra ``{"position", "config", "vocab", "valid_loss"}`` (the data position to continue from,
+the run's config and vocabulary, the validation loss that ranks the step, or null).
+
+Resume rules: a run started in a directory that holds one must use the same config, except the
+fields marked resumable on the config dataclasses (``lstmjax.config.resumable_fields``: how long
+to run, how often to report, where files are, and how the same model is computed) and
+``model.vocab_size``, which training sets from the corpus; and the same vocabulary.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pathlib
 from typing import Any
@@ -10,60 +27,131 @@ from typing import Any
 import jax
 
 from lstmjax.checkpoint import Checkpoints
-from lstmjax.config import Config
-from lstmjax.data import Vocab, load_corpus
-from lstmjax.model import RNNLanguageModel, zero_carry
-from lstmjax.optim import make_optimizer
-from lstmjax.sample import generate
-from lstmjax.train import evaluate, init_state
+from lstmjax.config import Config, resumable_fields
+from lstmjax.data import Position, Vocab
+
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.json"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINTS_DIR = "checkpoints"
+LOCK_FILE = "train.lock"
 
 
-def load_run(workdir: str | pathlib.Path, *, checkpoint: str = "latest"
-             ) -> tuple[Config, Vocab, RNNLanguageModel, Any, int]:
-    """``(config, vocab, model, params, step)`` of the ``"latest"`` or ``"best"`` checkpoint."""
-    workdir = pathlib.Path(workdir)
-    config_path = workdir / "config.json"
-    if not config_path.exists():
-        raise FileNotFoundError(
-            f"{config_path} not found: {workdir} is not a run directory; train one with "
-            f"lstmjax train --workdir {workdir}"
-        )
-    config = Config.from_dict(json.loads(config_path.read_text()))
-    vocab = Vocab.from_json((workdir / "vocab.json").read_text())
-    model = RNNLanguageModel(config.model)
-    optimizer, _ = make_optimizer(config.optim, steps_per_epoch=1)
-    batch_size = config.train.batch_size
-    target = jax.eval_shape(lambda: {
-        "state": init_state(model, optimizer, seed=0, batch_size=batch_size),
-        "carry": zero_carry(config.model, batch_size)})
-    with Checkpoints(workdir / "checkpoints", keep=config.train.keep_checkpoints) as checkpoints:
-        restored, _ = checkpoints.restore(target, step=checkpoint)
-    state = restored["state"]
-    return config, vocab, model, state.params, int(state.step)
+class RunDirectory:
+    """The files of the run directory ``workdir`` (module docstring): paths, reads and writes."""
+
+    def __init__(self, workdir: str | pathlib.Path):
+        self.path = pathlib.Path(workdir)
+        self.config_file = self.path / CONFIG_FILE
+        self.vocab_file = self.path / VOCAB_FILE
+        self.metrics_file = self.path / METRICS_FILE
+        self.checkpoints_dir = self.path / CHECKPOINTS_DIR
+        self.lock_file = self.path / LOCK_FILE
+
+    def read_config(self) -> Config:
+        """The run's config.
+
+        Raises:
+          FileNotFoundError: ``workdir`` holds no run (no config.json).
+        """
+        if not self.config_file.exists():
+            raise FileNotFoundError(
+                f"{self.config_file} not found: {self.path} is not a run directory; train one "
+                f"with lstmjax train --workdir {self.path}")
+        return Config.from_dict(json.loads(self.config_file.read_text()))
+
+    def read_vocab(self) -> Vocab:
+        return Vocab.from_json(self.vocab_file.read_text())
+
+    def write(self, config: Config, vocab: Vocab) -> None:
+        """Write config.json and vocab.json (the directory must exist)."""
+        self.vocab_file.write_text(vocab.to_json())
+        self.config_file.write_text(json.dumps(config.to_dict(), indent=2))
+
+    def checkpoints(self, config: Config) -> Checkpoints:
+        """The run's checkpoints, keeping ``train.keep_checkpoints`` steps besides the best."""
+        return Checkpoints(self.checkpoints_dir, keep=config.train.keep_checkpoints)
+
+    def check_request(self, config: Config, vocab: Vocab, checkpoints: Checkpoints) -> None:
+        """Check a request to train ``config`` on ``vocab`` here against what the directory
+        holds (config.json, vocab.json, the newest checkpoint's config), reading no array.
+
+        Raises:
+          ValueError: a field that may not change on resume differs (each one named, with both
+            values), or the vocabulary differs.
+        """
+        if self.config_file.exists():
+            check_resume(config, json.loads(self.config_file.read_text()), self.path)
+        if self.vocab_file.exists() and self.read_vocab() != vocab:
+            raise ValueError(f"{self.vocab_file} differs from the vocabulary of corpus "
+                             f"{config.data.corpus!r}; start a new run in another workdir")
+        latest = checkpoints.latest_step()
+        if latest is not None:
+            # the config stored with the checkpoint, checked before its arrays are: a config.json
+            # deleted by hand does not turn another model into a layout mismatch
+            check_resume(config, (checkpoints.extra(latest) or {}).get("config"), self.path)
 
 
-def evaluate_run(workdir: str | pathlib.Path, *, split: str = "valid", checkpoint: str = "latest",
-                 batch_size: int | None = None, data_dir: str | None = None) -> dict[str, Any]:
-    """Loss, perplexity and bits per token of a run's checkpoint on ``split`` of its corpus.
+def check_resume(config: Config, saved: dict | None, workdir: pathlib.Path) -> None:
+    """Raise a ValueError unless ``config`` may resume the run saved with config dict ``saved``
+    (None: nothing saved). The message names every field that differs, with both values."""
+    if saved is None:
+        return
+    saved = _flatten(Config.from_dict(saved).to_dict())  # fields added since: their defaults
+    requested = _flatten(config.to_dict())
+    free = resumable_fields() | {"model.vocab_size"}
+    changed = sorted(k for k in requested if saved.get(k) != requested[k] and k not in free)
+    if changed:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {requested[k]!r}" for k in changed)
+        raise ValueError(
+            f"{workdir} holds a run with another config ({details}); resume it with the same "
+            "settings, or start a new run in another workdir")
 
-    ``data_dir`` replaces the run's ``data.data_dir`` (corpus files moved since training).
-    """
-    config, _, model, params, step = load_run(workdir, checkpoint=checkpoint)
-    data = config.data
-    corpus = load_corpus(**{**dataclasses.asdict(data), "data_dir": data_dir or data.data_dir})
-    ids = {"valid": corpus.valid, "test": corpus.test}[split]
-    if ids is None:
-        raise ValueError(f"corpus {data.corpus!r} with split {data.split!r} has no {split} split")
-    result = evaluate(model, params, ids, batch_size=batch_size or config.train.eval_batch_size,
-                      seq_len=config.train.eval_seq_len)
-    return {"workdir": str(workdir), "step": step, "split": split, **result}
+
+def _flatten(config: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
-def sample_run(workdir: str | pathlib.Path, *, prime: str | None, length: int,
-               temperature: float = 1.0, top_k: int = 0, seed: int = 0,
-               checkpoint: str = "latest") -> str:
-    """The priming text followed by ``length`` tokens sampled from a run's checkpoint."""
-    _, vocab, model, params, _ = load_run(workdir, checkpoint=checkpoint)
-    prime = prime if prime is not None else vocab.tokens[0]
-    return generate(model, {"params": params}, vocab, prime, length=length,
-                    temperature=temperature, top_k=top_k, seed=seed)
+def payload(state: Any, carry: Any) -> dict[str, Any]:
+    """The arrays of a checkpoint: the train state and the carry to continue with."""
+    return {"state": state, "carry": carry}
+
+
+def extra(position: Position, config: Config, vocab: Vocab,
+          valid_loss: float | None = None) -> dict[str, Any]:
+    """The JSON saved with a checkpoint's arrays."""
+    return {"position": position.to_dict(), "config": config.to_dict(),
+            "vocab": json.loads(vocab.to_json()), "valid_loss": valid_loss}
+
+
+def save(checkpoints: Checkpoints, step: int, state: Any, carry: Any, position: Position,
+         config: Config, vocab: Vocab, *, valid_loss: float | None = None,
+         force: bool = False) -> None:
+    """Save the payload of ``step``, ranked by ``valid_loss`` (None: unranked)."""
+    checkpoints.save(step, payload(state, carry), extra(position, config, vocab, valid_loss),
+                     metric=valid_loss, force=force)
+
+
+def restore_training(checkpoints: Checkpoints, state: Any, carry: Any, **options: Any
+                     ) -> tuple[Any, Any, Position, dict[str, Any]]:
+    """``(state, carry, position, extra)`` of the newest intact step, restored into the
+    structure of ``state`` and ``carry`` (arrays or ``jax.ShapeDtypeStruct``); ``options`` go to
+    ``Checkpoints.restore`` (``on_warning``, ``quarantine``)."""
+    restored, saved = checkpoints.restore(payload(state, carry), **options)
+    return (restored["state"], restored["carry"], Position.from_dict(saved["position"]), saved)
+
+
+def restore_params(checkpoints: Checkpoints, params: Any, *, step: int | str = "latest",
+                   **options: Any) -> tuple[Any, int, dict[str, Any]]:
+    """``(params, step, extra)`` of a checkpoint (an int step, "latest" or "best"), restored into
+    the structure of ``params``, reading neither the optimizer state nor the carry; falls back
+    past damaged steps as ``Checkpoints.restore`` does (``options``: ``on_warning``)."""
+    target = {"state": {"params": params, "step": jax.ShapeDtypeStruct((), "int32")}}
+    restored, saved = checkpoints.restore(target, step=step, partial=True, **options)
+    return restored["state"]["params"], int(restored["state"]["step"]), saved

@@ -15,7 +15,7 @@ import os
 import pathlib
 import shutil
 
-LOCK_FILE = "train.lock"
+from lstmjax.rundir import LOCK_FILE
 
 
 class RunDirectoryError(ValueError):

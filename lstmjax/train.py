@@ -1,10 +1,8 @@
-"""Training: the pure, jitted train and eval steps, evaluation of a split, and the loop.
+"""The training loop, :func:`train`: data, steps, logging, validation, checkpoints.
 
-``train_step(state, carry, inputs, targets) -> (state, carry, metrics)`` is pure, compiled once and
-donates its state and carry; the dropout key is ``fold_in(state.rng, state.step)``, so a resumed
-run draws the same masks as one that never stopped. The carry crosses windows under
-``stop_gradient`` (truncated BPTT) and is reset at each epoch and for each evaluated split.
-:func:`train` is the Python loop around it: data, logging, validation, checkpoints.
+What it runs (model, optimizer, the jitted train step, the fresh or restored state) comes from
+:func:`lstmjax.setup.setup`; the run directory's files and resume rules from
+:mod:`lstmjax.rundir`; the pure steps live in :mod:`lstmjax.steps`.
 """
 
 from __future__ import annotations
@@ -12,160 +10,25 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import json
 import math
 import pathlib
 import signal
 import time
 from typing import Any
 
-import flax.struct
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 from lstmjax import metrics as metrics_lib
-from lstmjax.checkpoint import Checkpoints
+from lstmjax import rundir
 from lstmjax.config import Config
-from lstmjax.data import Position, Vocab, load_corpus, num_windows, stream
-from lstmjax.model import RNNLanguageModel, resolve_engines, zero_carry
-from lstmjax.optim import make_optimizer
+from lstmjax.data import load_corpus, num_windows, stream
+from lstmjax.model import resolve_engines, zero_carry
 from lstmjax.preemption import Interrupted, StopRequests
 from lstmjax.runlock import RunLock, check_writable_directory
 from lstmjax.runs_report import duration
 from lstmjax.sample import generate
-
-
-@flax.struct.dataclass
-class TrainState:
-    """params, optimizer state, optimizer step (int32 scalar) and the run's PRNG key."""
-
-    params: Any
-    opt_state: Any
-    step: jax.Array
-    rng: jax.Array
-
-
-def token_losses(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """Cross-entropy in nats, ``float32[B, T]``, of ``logits [B, T, V]`` against ``targets [B, T]``."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
-
-
-def make_train_step(model: RNNLanguageModel, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule, loss_scale: str):
-    """The jitted ``train_step(state, carry, inputs, targets) -> (state, carry, metrics)``.
-
-    ``inputs`` and ``targets`` are ``int32[B, T]``. ``metrics`` holds the per-token ``loss``, the
-    global gradient norm before clipping and the learning rate of this step. The objective is the
-    per-token mean (``loss_scale="mean"``) or the sum over time averaged over the batch
-    (``"sum_over_time"``, the PTB recipes').
-    """
-
-    def objective(params, carry, inputs, targets, dropout_key):
-        logits, carry = model.apply({"params": params}, inputs, carry, train=True,
-                                    rngs={"dropout": dropout_key})
-        per_token = jnp.mean(token_losses(logits, targets))
-        scale = inputs.shape[1] if loss_scale == "sum_over_time" else 1
-        return per_token * scale, (per_token, carry)
-
-    def train_step(state: TrainState, carry, inputs, targets):
-        carry = jax.lax.stop_gradient(carry)
-        dropout_key = jax.random.fold_in(state.rng, state.step)
-        grads, (loss, carry) = jax.grad(objective, has_aux=True)(
-            state.params, carry, inputs, targets, dropout_key)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
-                   "learning_rate": jnp.asarray(schedule(state.step), jnp.float32)}
-        new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
-        return new_state, carry, metrics
-
-    return jax.jit(train_step, donate_argnums=(0, 1))
-
-
-@functools.partial(jax.jit, static_argnames="model")
-def _eval_window(model, params, carry, inputs, targets):
-    logits, carry = model.apply({"params": params}, inputs, carry)
-    return carry, jnp.sum(token_losses(logits, targets))
-
-
-def evaluate(model: RNNLanguageModel, params: Any, ids: np.ndarray, *, batch_size: int,
-             seq_len: int) -> dict[str, float]:
-    """Mean loss, perplexity and bits per token over a whole split, the state carried through it.
-
-    Every target of the ``batch_size`` streams is scored: the full windows, then the remainder as
-    one shorter window. With ``batch_size=1`` the result does not depend on ``seq_len``.
-    """
-    length = len(ids) // batch_size
-    if length < 2:
-        raise ValueError(f"the split has {len(ids)} tokens: too few for eval batch_size={batch_size}")
-    streams = np.asarray(ids[: batch_size * length], np.int32).reshape(batch_size, length)
-    carry = zero_carry(model.config, batch_size)
-    total = 0.0
-    for start in range(0, length - 1, seq_len):
-        stop = min(start + seq_len, length - 1)
-        carry, loss = _eval_window(model, params, carry, streams[:, start:stop],
-                                   streams[:, start + 1:stop + 1])
-        total += float(loss)
-    mean = total / (batch_size * (length - 1))
-    return {"loss": mean, "perplexity": metrics_lib.perplexity(mean),
-            "bits_per_token": metrics_lib.bits_per_token(mean),
-            "tokens": batch_size * (length - 1)}
-
-
-def init_state(model: RNNLanguageModel, optimizer: optax.GradientTransformation, *, seed: int,
-               batch_size: int) -> TrainState:
-    """Fresh parameters (from ``seed``) and optimizer state."""
-    init_key, rng = jax.random.split(jax.random.key(seed))
-    tokens = jnp.zeros((batch_size, 1), jnp.int32)
-    params = model.init(init_key, tokens, zero_carry(model.config, batch_size))["params"]
-    return TrainState(params=params, opt_state=optimizer.init(params),
-                      step=jnp.zeros((), jnp.int32), rng=rng)
-
-
-# Fields a resumed run may change: they say how long to run, how often to report, where files
-# are, and how the same model is computed (engine, unroll, remat), not what is trained.
-_RESUMABLE_CHANGES = {
-    "model.engine", "model.unroll", "model.remat_chunk",
-    "train.max_steps", "train.num_epochs", "train.log_every", "train.eval_every",
-    "train.keep_checkpoints", "train.eval_batch_size", "train.eval_seq_len", "train.sample_length",
-    "data.data_dir", "data.cache_dir",
-}
-
-
-def _flatten(config: dict, prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def resolve_config(config: Config, workdir: pathlib.Path, *, saved: dict | None = None) -> Config:
-    """The config to run in ``workdir``: ``config``, checked against the one saved there
-    (``config.json``, or ``saved``: the config stored with the checkpoint being resumed)."""
-    if saved is None:
-        saved_path = workdir / "config.json"
-        if not saved_path.exists():
-            return config
-        saved = json.loads(saved_path.read_text())
-    saved = _flatten(Config.from_dict(saved).to_dict())  # fields added since: their defaults
-    requested = _flatten(config.to_dict())
-    saved.pop("model.vocab_size", None)
-    requested.pop("model.vocab_size", None)
-    changed = sorted(k for k in requested
-                     if saved.get(k) != requested[k] and k not in _RESUMABLE_CHANGES)
-    if changed:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {requested[k]!r}" for k in changed)
-        raise ValueError(
-            f"{workdir} holds a run with another config ({details}); resume it with the same "
-            "settings, or start a new run in another workdir"
-        )
-    return config
-
+from lstmjax.setup import setup
 
 DIVERGENCE_NATS = 20.0
 """A per-token loss this many nats above a uniform guess (``log V``) stops the run as a NaN does:
@@ -200,6 +63,7 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
 
     print_fn = print_fn or functools.partial(print, flush=True)
     workdir = pathlib.Path(workdir)
+    directory = rundir.RunDirectory(workdir)
     check_writable_directory(workdir)
     data = config.data
     corpus = load_corpus(**dataclasses.asdict(data))
@@ -209,45 +73,30 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
         config, model=dataclasses.replace(config.model, vocab_size=len(corpus.vocab)))
     limits = [settings.max_steps or math.inf, (settings.num_epochs or math.inf) * steps_per_epoch]
     total_steps = int(min(limits))
-    model = RNNLanguageModel(config.model)
-    optimizer, schedule = make_optimizer(config.optim, steps_per_epoch)
-    state = init_state(model, optimizer, seed=settings.seed, batch_size=settings.batch_size)
-    carry = zero_carry(config.model, settings.batch_size)
-    position = Position()
 
     stop = StopRequests(lambda signum: (
         f"{signal.Signals(signum).name} again: exiting now; the checkpoints already in "
-        f"{workdir / 'checkpoints'} are intact (a save in progress is discarded)"))
-    with stop, RunLock(workdir), Checkpoints(workdir / "checkpoints",
-                                              keep=settings.keep_checkpoints) as checkpoints:
-        config = resolve_config(config, workdir)
-        vocab_path = workdir / "vocab.json"
-        if vocab_path.exists() and Vocab.from_json(vocab_path.read_text()) != corpus.vocab:
-            raise ValueError(f"{vocab_path} differs from the vocabulary of corpus {data.corpus!r}; "
-                             "start a new run in another workdir")
-        latest = checkpoints.latest_step()
-        if latest is not None:
-            # the config stored with the checkpoint, checked before its arrays are: a config.json
-            # deleted by hand does not turn another model into a layout mismatch
-            resolve_config(config, workdir, saved=(checkpoints.extra(latest) or {}).get("config"))
-            target = jax.eval_shape(lambda: {"state": state, "carry": carry})
-            restored, extra = checkpoints.restore(target, on_warning=print_fn, quarantine=True)
-            resolve_config(config, workdir, saved=extra.get("config"))
-            state, carry = restored["state"], restored["carry"]
-            position = Position.from_dict(extra["position"])
-        step = int(state.step)
+        f"{directory.checkpoints_dir} are intact (a save in progress is discarded)"))
+    with stop, RunLock(workdir), directory.checkpoints(config) as checkpoints:
+        directory.check_request(config, corpus.vocab, checkpoints)
+        resuming = checkpoints.latest_step() is not None
+        run = setup(config, steps_per_epoch=steps_per_epoch,
+                    checkpoints=checkpoints if resuming else None, on_warning=print_fn,
+                    quarantine=True)
+        if resuming:  # the step restored may be older than the newest (damaged) one checked
+            rundir.check_resume(config, run.extra.get("config"), workdir)
+        state, carry, position, step = run.state, run.carry, run.position, run.step
         if step > total_steps:
             raise ValueError(_past_the_end(workdir, step, total_steps, settings, steps_per_epoch))
         # The request is checked: from here on the run directory is written.
-        vocab_path.write_text(corpus.vocab.to_json())
-        (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        log = metrics_lib.MetricsLog(workdir / "metrics.jsonl")
+        directory.write(config, corpus.vocab)
+        log = metrics_lib.MetricsLog(directory.metrics_file)
         engine = describe_engines(config.model, batch_size=settings.batch_size,
                                   seq_len=settings.seq_len)
         for line in _header(config, corpus, workdir, state, position, steps_per_epoch,
                             total_steps, engine):
             print_fn(line)
-        train_step = make_train_step(model, optimizer, schedule, settings.loss_scale)
+        train_step = run.train_step
         bound = math.log(len(corpus.vocab)) + DIVERGENCE_NATS
 
         def problem(loss, grad_norm=0.0):
@@ -264,11 +113,10 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
         def stop_on(what, loss, step, problem):
             raise FloatingPointError(
                 f"the {what} {loss:.6g} at step {step} {problem}; "
-                f"{_last_checkpoint(checkpoints, workdir)}. {_divergence_advice(config)}")
+                f"{_last_checkpoint(checkpoints)}. {_divergence_advice(config)}")
 
         def validate_and_save(step, position, carry, state, force=False):
-            result = evaluate(model, state.params, corpus.valid, batch_size=settings.eval_batch_size,
-                              seq_len=settings.eval_seq_len)
+            result = run.evaluate(state.params, corpus.valid)
             log.write({"step": step, "epoch": step / steps_per_epoch, "split": "valid", **result})
             if problem(result["loss"]):
                 stop_on("validation loss", result["loss"], step, problem(result["loss"]))
@@ -276,15 +124,13 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
             return result
 
         def save(step, position, carry, state, metric=None, force=False):
-            extra = {"position": position.to_dict(), "valid_loss": metric,
-                     "config": config.to_dict(), "vocab": json.loads(corpus.vocab.to_json())}
-            checkpoints.save(step, {"state": state, "carry": carry}, extra, metric=metric,
-                             force=force)
+            rundir.save(checkpoints, step, state, carry, position, config, corpus.vocab,
+                        valid_loss=metric, force=force)
 
         def interrupted(step, saved):
             checkpoints.wait_until_finished()
-            where = (f"checkpoint {step} is saved in {workdir / 'checkpoints'}" if saved else
-                     f"nothing new to save ({_last_checkpoint(checkpoints, workdir)})")
+            where = (f"checkpoint {step} is saved in {directory.checkpoints_dir}" if saved else
+                     f"nothing new to save ({_last_checkpoint(checkpoints)})")
             return Interrupted(f"interrupted by {stop.name()} at step {step}: {where}; run the "
                                "same command again to resume", stop.signum)
 
@@ -335,19 +181,16 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
         if valid is None:
             print_fn(f"{workdir} is already at step {step} of {total_steps}; raise "
                      "--train.max-steps or --train.num-epochs to train further")
-            valid = evaluate(model, state.params, corpus.valid, batch_size=settings.eval_batch_size,
-                             seq_len=settings.eval_seq_len)
+            valid = run.evaluate(state.params, corpus.valid)
 
         summary = {"step": step, "valid": valid}
         if corpus.test is not None:
-            summary["test"] = evaluate(model, state.params, corpus.test,
-                                       batch_size=settings.eval_batch_size,
-                                       seq_len=settings.eval_seq_len)
+            summary["test"] = run.evaluate(state.params, corpus.test)
             log.write({"step": step, "epoch": step / steps_per_epoch, "split": "test",
                        **summary["test"]})
         if settings.sample_length:
             prime = corpus.vocab.decode(corpus.valid[:1])
-            summary["sample"] = generate(model, {"params": state.params}, corpus.vocab, prime,
+            summary["sample"] = generate(run.model, {"params": state.params}, corpus.vocab, prime,
                                          length=settings.sample_length, seed=settings.seed)
         if stop.requested:
             raise interrupted(step, saved=False)
@@ -437,11 +280,11 @@ def describe_engines(config, *, batch_size: int, seq_len: int) -> str:
     return "; ".join(f"layer {k}: {choice}" for k, choice in enumerate(choices))
 
 
-def _last_checkpoint(checkpoints, workdir) -> str:
+def _last_checkpoint(checkpoints) -> str:
     last = checkpoints.latest_step()
     if last is None:
         return "no checkpoint was written yet"
-    return f"the last good checkpoint is step {last} in {workdir / 'checkpoints'}"
+    return f"the last good checkpoint is step {last} in {checkpoints.directory}"
 
 
 def _flush(pending, first_step, step, start_time, settings) -> tuple[dict, list]:

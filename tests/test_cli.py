@@ -20,10 +20,10 @@ def test_train_resume_eval_sample(tmp_path, capsys, monkeypatch):
     assert "valid loss" in out and "sample:" in out
     assert main(args) == 0  # resumes, finds the run complete
     assert "already at step 6" in capsys.readouterr().out
-    import lstmjax.rundir
+    import lstmjax.trained
 
-    real_load_corpus, seen = lstmjax.rundir.load_corpus, []
-    monkeypatch.setattr(lstmjax.rundir, "load_corpus",
+    real_load_corpus, seen = lstmjax.trained.load_corpus, []
+    monkeypatch.setattr(lstmjax.trained, "load_corpus",
                         lambda **kw: seen.append(kw["data_dir"]) or real_load_corpus(**kw))
     assert main(["eval", "--preset", "tiny", "--split", "test", "--data.data-dir", "moved"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -34,6 +34,13 @@ def test_train_resume_eval_sample(tmp_path, capsys, monkeypatch):
     first = capsys.readouterr().out
     assert main([*sample[:3], "--workdir", "runs/tiny", *sample[3:]]) == 0
     assert capsys.readouterr().out == first and first.startswith("The ")
+    # the default prime is what --help says: the vocabulary's first token; from the best step too
+    first_token = json.loads((tmp_path / "runs/tiny/vocab.json").read_text())["tokens"][0]
+    unprimed = ["sample", "--preset", "tiny", "--length", "12", "--checkpoint", "best"]
+    assert main(unprimed) == 0
+    default = capsys.readouterr().out
+    assert main([*unprimed, "--prime", first_token]) == 0
+    assert capsys.readouterr().out == default and default.startswith(first_token)
 
 
 def test_user_mistakes_are_one_line_naming_the_flag(tmp_path, capsys):
@@ -71,6 +78,8 @@ def test_train_help_lists_preset_and_workdir_without_markup(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "--preset" in text and "--workdir DIR" in text and "--model.hidden-size" in text
+    # fields marked resumable (dataclasses.field metadata) keep their docs in --help
+    assert "optimizer steps; None:" in text and "the fastest measured engine" in text
     for markup in ("``", ":class:", ":mod:", ":func:", ":data:"):
         assert markup not in text, markup
 

@@ -14,7 +14,7 @@ from lstmjax import interop
 from lstmjax.cli import main
 from lstmjax.data import Vocab, load_corpus
 from lstmjax.model import zero_carry
-from lstmjax.rundir import load_run
+from lstmjax.trained import load_run
 
 EVAL_STREAMS = 64  # lstmjax eval --batch-size: few steps per stream for the references
 

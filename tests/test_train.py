@@ -18,15 +18,17 @@ import numpy as np
 import pytest
 from helpers import trainer_env
 
+import lstmjax.setup
 import lstmjax.train
 from lstmjax import ModelConfig, RNNLanguageModel, zero_carry
 from lstmjax.checkpoint import Checkpoints
 from lstmjax.data import Vocab
 from lstmjax.metrics import MetricsLog
 from lstmjax.presets import PRESETS
-from lstmjax.rundir import load_run
 from lstmjax.sample import generate, generate_ids, next_token_distribution
-from lstmjax.train import evaluate, train
+from lstmjax.steps import evaluate
+from lstmjax.train import train
+from lstmjax.trained import load_run
 
 TINY = PRESETS["tiny"]
 
@@ -210,7 +212,7 @@ def test_sampling_arguments_are_checked_and_a_tiny_temperature_is_greedy():
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, monkeypatch):
     _quiet_train(_tiny(max_steps=4, eval_every=2), tmp_path)
-    real_make_train_step = lstmjax.train.make_train_step
+    real_make_train_step = lstmjax.setup.make_train_step
 
     def poisoned(*args):  # the real step, whose loss turns NaN from optimizer step 6 on
         step_fn = real_make_train_step(*args)
@@ -222,7 +224,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, mo
 
         return step
 
-    monkeypatch.setattr(lstmjax.train, "make_train_step", poisoned)
+    monkeypatch.setattr(lstmjax.setup, "make_train_step", poisoned)
     with pytest.raises(FloatingPointError, match=r"training loss nan at step 6 is not finite; .*last "
                                                  r"good checkpoint is step 4"):
         _quiet_train(_tiny(max_steps=10, eval_every=2, log_every=1), tmp_path)

@@ -1,0 +1,124 @@
+"""One setup for every run: :func:`setup` builds what training, evaluation, sampling and the
+benchmarks need from a config, so none of them builds its own copy.
+
+A trainer asks for the model, the optimizer and its schedule, the jitted train step, and the
+train state and carry, fresh or restored from a checkpoint. A reader (``lstmjax eval``,
+``lstmjax sample``, ``lstmjax export``) asks for the model and the parameters alone: no optimizer
+and no train state is built, and only the parameters are read from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+from lstmjax import rundir
+from lstmjax.checkpoint import Checkpoints
+from lstmjax.config import Config
+from lstmjax.data import Position
+from lstmjax.model import RNNLanguageModel, zero_carry
+from lstmjax.optim import make_optimizer
+from lstmjax.steps import TrainState, evaluate, init_params, init_state, make_train_step
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What a run needs, built by :func:`setup`.
+
+    Attributes:
+      config: the run's config (``model.vocab_size`` set).
+      model: the language model.
+      params: the parameters: ``state.params`` for a trainer, the restored or fresh ones for a
+        reader.
+      step: the optimizer step of ``params`` (0 when fresh).
+      extra: the JSON saved with the restored checkpoint (``lstmjax.rundir.extra``); empty when
+        nothing was restored.
+      optimizer, schedule: the optax chain and its learning-rate schedule; None for a reader.
+      train_step: the jitted ``train_step(state, carry, inputs, targets) -> (state, carry,
+        metrics)`` (``lstmjax.steps.make_train_step``), donating state and carry; None for a
+        reader.
+      state: the train state (params, optimizer state, step, PRNG key); None for a reader.
+      carry: the recurrent state to continue with, ``train.batch_size`` streams; None for a reader.
+      position: where in the training data to continue.
+      shardings: where the arrays live; None: one device, the default one (today's only
+        placement; a device mesh is to be added here).
+    """
+
+    config: Config
+    model: RNNLanguageModel
+    params: Any
+    step: int
+    extra: dict[str, Any]
+    optimizer: optax.GradientTransformation | None = None
+    schedule: optax.Schedule | None = None
+    train_step: Callable | None = None
+    state: TrainState | None = None
+    carry: Any = None
+    position: Position = dataclasses.field(default_factory=Position)
+    shardings: Any = None
+
+    def evaluate(self, params: Any, ids: np.ndarray, *, batch_size: int | None = None
+                 ) -> dict[str, float]:
+        """``lstmjax.steps.evaluate`` of ``params`` on the token ids of a split, with
+        ``batch_size`` streams (default ``train.eval_batch_size``) of ``train.eval_seq_len``."""
+        settings = self.config.train
+        return evaluate(self.model, params, ids, batch_size=batch_size or settings.eval_batch_size,
+                        seq_len=settings.eval_seq_len)
+
+
+def setup(config: Config, *, steps_per_epoch: int | None = None,
+          checkpoints: Checkpoints | None = None, step: int | str = "latest",
+          on_warning: Callable[[str], None] | None = None, quarantine: bool = False) -> Run:
+    """Build a run of ``config``: a trainer's with ``steps_per_epoch``, else a reader's.
+
+    Args:
+      config: a config with ``model.vocab_size`` set.
+      steps_per_epoch: training windows per epoch (the schedules count epochs in them): build the
+        optimizer, the train step and a train state. None: parameters only.
+      checkpoints: restore from them: a trainer the newest intact step's whole payload
+        (``step`` is ignored), a reader the parameters of ``step`` (an int, "latest" or "best").
+        None: fresh state from ``train.seed``.
+      on_warning, quarantine: ``Checkpoints.restore``'s (damaged steps skipped); ``quarantine``
+        only for a trainer, which saves those step numbers again.
+
+    Raises:
+      ValueError: ``model.vocab_size`` is unset, or a checkpoint does not fit the config.
+      FileNotFoundError, lstmjax.checkpoint.DamagedCheckpointError: no intact checkpoint to
+        restore.
+    """
+    if config.model.vocab_size is None:
+        raise ValueError("model.vocab_size is unset: set it to the vocabulary size (training "
+                         "sets it from the corpus)")
+    model = RNNLanguageModel(config.model)
+    seed = config.train.seed
+    if steps_per_epoch is None:
+        def fresh():  # as init_state draws them
+            return init_params(model, jax.random.split(jax.random.key(seed))[0])
+
+        if checkpoints is None:
+            return Run(config, model, fresh(), 0, {})
+        params, restored_step, saved = rundir.restore_params(
+            checkpoints, jax.eval_shape(fresh), step=step, on_warning=on_warning)
+        return Run(config, model, params, restored_step, saved)
+
+    optimizer, schedule = make_optimizer(config.optim, steps_per_epoch)
+
+    def new_state():
+        return init_state(model, optimizer, seed=seed)
+
+    carry = zero_carry(config.model, config.train.batch_size)
+    if checkpoints is None:
+        state, position, saved = new_state(), Position(), {}
+    else:
+        state, carry, position, saved = rundir.restore_training(
+            checkpoints, jax.eval_shape(new_state), carry, on_warning=on_warning,
+            quarantine=quarantine)
+    train_step = make_train_step(model, optimizer, schedule, config.train.loss_scale)
+    return Run(config, model, state.params, int(state.step), saved, optimizer=optimizer,
+               schedule=schedule, train_step=train_step, state=state, carry=carry,
+               position=position)

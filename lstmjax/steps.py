@@ -1,0 +1,118 @@
+"""The pure pieces of training: the train state, the jitted train and eval steps, evaluation.
+
+``train_step(state, carry, inputs, targets) -> (state, carry, metrics)`` is pure, compiled once and
+donates its state and carry; the dropout key is ``fold_in(state.rng, state.step)``, so a resumed
+run draws the same masks as one that never stopped. The carry crosses windows under
+``stop_gradient`` (truncated BPTT) and is reset at each epoch and for each evaluated split.
+:func:`lstmjax.setup.setup` builds them for a config; :func:`lstmjax.train.train` runs the loop.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lstmjax import metrics as metrics_lib
+from lstmjax.model import RNNLanguageModel, zero_carry
+
+
+@flax.struct.dataclass
+class TrainState:
+    """params, optimizer state, optimizer step (int32 scalar) and the run's PRNG key."""
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    rng: jax.Array
+
+
+def token_losses(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """Cross-entropy in nats, ``float32[B, T]``, of ``logits [B, T, V]`` against ``targets [B, T]``."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
+
+
+def make_train_step(model: RNNLanguageModel, optimizer: optax.GradientTransformation,
+                    schedule: optax.Schedule, loss_scale: str):
+    """The jitted ``train_step(state, carry, inputs, targets) -> (state, carry, metrics)``.
+
+    ``inputs`` and ``targets`` are ``int32[B, T]``. ``metrics`` holds the per-token ``loss``, the
+    global gradient norm before clipping and the learning rate of this step. The objective is the
+    per-token mean (``loss_scale="mean"``) or the sum over time averaged over the batch
+    (``"sum_over_time"``, the PTB recipes').
+    """
+
+    def objective(params, carry, inputs, targets, dropout_key):
+        logits, carry = model.apply({"params": params}, inputs, carry, train=True,
+                                    rngs={"dropout": dropout_key})
+        per_token = jnp.mean(token_losses(logits, targets))
+        scale = inputs.shape[1] if loss_scale == "sum_over_time" else 1
+        return per_token * scale, (per_token, carry)
+
+    def train_step(state: TrainState, carry, inputs, targets):
+        carry = jax.lax.stop_gradient(carry)
+        dropout_key = jax.random.fold_in(state.rng, state.step)
+        grads, (loss, carry) = jax.grad(objective, has_aux=True)(
+            state.params, carry, inputs, targets, dropout_key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
+                   "learning_rate": jnp.asarray(schedule(state.step), jnp.float32)}
+        new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
+        return new_state, carry, metrics
+
+    return jax.jit(train_step, donate_argnums=(0, 1))
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def eval_step(model, params, carry, inputs, targets):
+    """``(carry, summed loss)`` of one evaluation window: ``inputs``, ``targets`` ``int32[B, T]``;
+    jitted once per model (the model is static), no dropout."""
+    logits, carry = model.apply({"params": params}, inputs, carry)
+    return carry, jnp.sum(token_losses(logits, targets))
+
+
+def evaluate(model: RNNLanguageModel, params: Any, ids: np.ndarray, *, batch_size: int,
+             seq_len: int) -> dict[str, float]:
+    """Mean loss, perplexity and bits per token over a whole split, the state carried through it.
+
+    Every target of the ``batch_size`` streams is scored: the full windows, then the remainder as
+    one shorter window. With ``batch_size=1`` the result does not depend on ``seq_len``.
+    """
+    length = len(ids) // batch_size
+    if length < 2:
+        raise ValueError(f"the split has {len(ids)} tokens: too few for eval batch_size={batch_size}")
+    streams = np.asarray(ids[: batch_size * length], np.int32).reshape(batch_size, length)
+    carry = zero_carry(model.config, batch_size)
+    total = 0.0
+    for start in range(0, length - 1, seq_len):
+        stop = min(start + seq_len, length - 1)
+        carry, loss = eval_step(model, params, carry, streams[:, start:stop],
+                                streams[:, start + 1:stop + 1])
+        total += float(loss)
+    mean = total / (batch_size * (length - 1))
+    return {"loss": mean, "perplexity": metrics_lib.perplexity(mean),
+            "bits_per_token": metrics_lib.bits_per_token(mean),
+            "tokens": batch_size * (length - 1)}
+
+
+def init_params(model: RNNLanguageModel, key: jax.Array) -> Any:
+    """Fresh parameters of ``model`` drawn with ``key``."""
+    tokens = jnp.zeros((1, 1), jnp.int32)
+    return model.init(key, tokens, zero_carry(model.config, 1))["params"]
+
+
+def init_state(model: RNNLanguageModel, optimizer: optax.GradientTransformation, *, seed: int,
+               params: Any = None) -> TrainState:
+    """A train state at step 0: fresh parameters from ``seed`` (or ``params``, e.g. imported
+    weights), fresh optimizer state, and the run's PRNG key from ``seed``."""
+    init_key, rng = jax.random.split(jax.random.key(seed))
+    if params is None:
+        params = init_params(model, init_key)
+    return TrainState(params=params, opt_state=optimizer.init(params),
+                      step=jnp.zeros((), jnp.int32), rng=rng)
