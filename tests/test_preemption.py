@@ -70,7 +70,7 @@ def test_signals_save_and_exit_and_the_run_resumes(tmp_path):
 
     with _spawn_trainer(workdir) as process:  # resumes, then SIGTERM as a scheduler sends it
         header = _wait_for_progress(process)
-        assert f"(resuming at step {first.group(1)} " in header
+        assert f"(resuming at step {first.group(1)}: " in header
         code, err = _stop(process, signal.SIGTERM)
     second = re.fullmatch(r"lstmjax train: interrupted by SIGTERM at step (\d+): .*\n", err)
     assert code == 143 and second and int(second.group(1)) > int(first.group(1)), err
