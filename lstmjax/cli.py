@@ -19,7 +19,7 @@ import sys
 
 from lstmjax.presets import PRESETS
 
-_USAGE = """usage: lstmjax {train,eval,sample} ...
+_USAGE = """usage: lstmjax {train,eval,sample,report,plot,import,export} ...
 
   lstmjax train  [--preset NAME] [--workdir DIR] [--model.hidden-size 512 ...]
                  train, or resume the run in DIR (default runs/<preset>)
