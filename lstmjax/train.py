@@ -22,7 +22,7 @@ import numpy as np
 from lstmjax import metrics as metrics_lib
 from lstmjax import rundir
 from lstmjax.config import Config
-from lstmjax.data import load_corpus, num_windows, stream
+from lstmjax.data import load_corpus, require_windows, stream
 from lstmjax.model import resolve_engines, zero_carry
 from lstmjax.preemption import Interrupted, StopRequests
 from lstmjax.runlock import RunLock, check_writable_directory
@@ -205,14 +205,8 @@ def _check_fits(config: Config, corpus) -> int:
         raise ValueError(f"model.vocab_size={vocab_size} differs from the vocabulary of corpus "
                          f"{config.data.corpus!r} (V={len(corpus.vocab)}); leave model.vocab_size "
                          "unset: training sets it from the corpus")
-    steps_per_epoch = num_windows(len(corpus.train), settings.batch_size, settings.seq_len)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"window longer than the corpus: train.batch_size={settings.batch_size} streams of "
-            f"train.seq_len={settings.seq_len} (+1 target) need "
-            f"{settings.batch_size * (settings.seq_len + 1):,} tokens, the training split of "
-            f"{config.data.corpus!r} has {len(corpus.train):,}; lower train.batch_size or "
-            "train.seq_len")
+    steps_per_epoch = require_windows(len(corpus.train), settings.batch_size, settings.seq_len,
+                                      names=("train.batch_size", "train.seq_len"))
     for name in ("valid", "test"):
         ids = getattr(corpus, name)
         if ids is not None and len(ids) // settings.eval_batch_size < 2:

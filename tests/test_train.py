@@ -332,7 +332,7 @@ def test_resuming_with_another_model_is_refused(tmp_path):
 
 def test_window_longer_than_the_corpus_stops_before_writing_anything(tmp_path):
     with pytest.raises(ValueError, match=r"window longer than the corpus: train.batch_size=4 "
-                                         r"streams of train.seq_len=1000000 .* lower "
-                                         r"train.batch_size or train.seq_len"):
+                                         r"streams of train.seq_len=1000000 .* use a "
+                                         r"smaller train.batch_size or train.seq_len"):
         _quiet_train(_tiny(seq_len=1_000_000), tmp_path)
     assert not any(tmp_path.iterdir())

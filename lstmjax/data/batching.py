@@ -71,14 +71,17 @@ def num_windows(num_tokens: int, batch_size: int, seq_len: int) -> int:
     return max(0, (num_tokens // batch_size - 1) // seq_len)
 
 
-def require_windows(num_tokens: int, batch_size: int, seq_len: int) -> int:
-    """:func:`num_windows`, or a ValueError naming the sizes when not one window fits."""
+def require_windows(num_tokens: int, batch_size: int, seq_len: int, *,
+                    names: tuple[str, str] = ("batch_size", "seq_len")) -> int:
+    """:func:`num_windows`, or a ValueError naming the sizes when not one window fits; ``names``
+    are what the message calls them (``("train.batch_size", "train.seq_len")`` for a config)."""
     n = num_windows(num_tokens, batch_size, seq_len)
     if n == 0:
+        b, t = names
         raise ValueError(
-            f"window longer than the corpus: batch_size={batch_size} streams of seq_len={seq_len} "
-            f"(+1 target) need at least batch_size * (seq_len + 1) = {batch_size * (seq_len + 1)} "
-            f"tokens, the corpus has {num_tokens}; use a smaller batch_size or seq_len"
+            f"window longer than the corpus: {b}={batch_size} streams of {t}={seq_len} "
+            f"(+1 target) need at least {b} * ({t} + 1) = {batch_size * (seq_len + 1)} "
+            f"tokens, the corpus has {num_tokens}; use a smaller {b} or {t}"
         )
     return n
 
