@@ -673,9 +673,10 @@ class LayerNormLSTM(_Cell):
         return params
 
     def zero_carry(self, batch_size: int) -> LSTMState:
-        """``LSTMState(c: zeros[B, H], h: zeros[B, H])`` in the state dtype."""
-        zeros = self._zeros(batch_size, self.hidden_size)
-        return LSTMState(zeros, zeros)
+        """``LSTMState(c: zeros[B, H], h: zeros[B, H])`` in the state dtype, two buffers (the
+        train step donates its carry)."""
+        return LSTMState(self._zeros(batch_size, self.hidden_size),
+                         self._zeros(batch_size, self.hidden_size))
 
     def layer_weights(self, params: Params) -> LayerWeights:
         """Input kernel ``kernel[:I]`` (no bias); recurrent ``kernel``; scales and shifts in
