@@ -326,9 +326,7 @@ class Checkpoints:
                 raise DamagedCheckpointError(self._damaged_message(step, damaged), damaged)
         notes = []
         if damaged:
-            moved = {s: self._quarantine(s) for s in damaged} if quarantine else {}
-            if moved:
-                self._manager.reload()
+            moved = self._quarantine_all(damaged) if quarantine else {}
             skipped = "; ".join(f"step {s}: {reason}" + (f" (moved to {moved[s]})" if moved else "")
                                 for s, reason in damaged.items())
             which = "best" if step == "best" else "newest"
@@ -400,9 +398,8 @@ class Checkpoints:
         for name, (shape, dtype, sharding) in wanted.items():
             if _is_key(dtype):  # stored as key data: uint32[..., 2] for threefry
                 data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(shape, dtype))
-                leaf = jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=_default_sharding())
-            else:
-                leaf = jax.ShapeDtypeStruct(shape, dtype, sharding=sharding or _default_sharding())
+                shape, dtype = data.shape, data.dtype
+            leaf = jax.ShapeDtypeStruct(shape, dtype, sharding=sharding or _default_sharding())
             _insert(abstract, name, leaf)
         try:
             if partial:  # orbax's StandardRestore reads the whole tree or fails
@@ -423,14 +420,12 @@ class Checkpoints:
             raise _Damaged(f"state item has no array for layout entry {absent[0]}{more}") from error
         verified = version == _LAYOUT_FORMAT
         leaves, mismatched = [], []
-        for name, (_, dtype, sharding) in wanted.items():
+        for name, (_, dtype, _) in wanted.items():
             leaf = _lookup(state, name)
             if verified and _sha256(leaf) != entries[name].get("sha256"):
                 mismatched.append(name)
             if _is_key(dtype):
                 leaf = jax.random.wrap_key_data(leaf, impl=entries[name]["key_impl"])
-                if sharding is not None:
-                    leaf = jax.device_put(leaf, sharding)
             leaves.append(leaf)
         if mismatched:
             more = f" and {len(mismatched) - 1} more arrays" if len(mismatched) > 1 else ""
@@ -461,6 +456,22 @@ class Checkpoints:
             except (KeyError, TypeError):
                 absent.append(name)
         return absent
+
+    def _quarantine_all(self, steps: Mapping[int, str]) -> dict[int, str]:
+        """Move each damaged step into ``_damaged/``: by process 0 alone, the others waiting
+        (several processes share the directory); the paths where they went, relative."""
+        if jax.process_index() == 0:
+            moved = {step: self._quarantine(step) for step in steps}
+        else:
+            moved = {step: f"{_QUARANTINE}/ by process 0" for step in steps}
+            for step in steps:
+                self._metrics.pop(step, None)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("lstmjax checkpoint quarantine")
+        self._manager.reload()
+        return moved
 
     def _quarantine(self, step: int) -> str:
         """Move damaged ``step`` into ``_damaged/`` (never emptied); its path there, relative."""
@@ -618,7 +629,11 @@ def _to_saved(state: PyTree) -> tuple[dict, dict]:
         if _is_key(leaf.dtype):
             entry["key_impl"] = str(jax.random.key_impl(leaf))
             leaf = jax.random.key_data(leaf)
-        leaf.copy_to_host_async()
+        if not leaf.is_fully_addressable and not leaf.is_fully_replicated:
+            raise ValueError(f"state leaf {name} is split over the devices of several processes; "
+                             "checkpoints save whole arrays: replicate it first")
+        if leaf.is_fully_addressable:
+            leaf.copy_to_host_async()
         _insert(arrays, name, leaf)
         layout[name] = entry
     if not layout:

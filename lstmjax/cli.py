@@ -5,7 +5,9 @@ so an unknown key or a bad value stops the command before anything runs, listing
 A user mistake ends in one ``lstmjax CMD: error: ...`` line on stderr and exit code 1, with the
 config fields that library errors name (``train.max_steps``) written as the flags that set them
 (``--train.max-steps``); a real bug keeps its traceback. A run stopped by SIGINT or SIGTERM exits
-with 130 or 143 after one line saying where it stopped.
+with 130 or 143 after one line saying where it stopped. One process of a multi-process run
+(``lstmjax train --coordinator-address ...``) ends the same way, its lines prefixed with its
+process number.
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
 import re
 import sys
+import traceback
 
 from lstmjax.presets import PRESETS
 
 _USAGE = """usage: lstmjax {train,eval,sample,report,plot,import,export} ...
 
   lstmjax train  [--preset NAME] [--workdir DIR] [--model.hidden-size 512 ...]
-                 train, or resume the run in DIR (default runs/<preset>)
+                 [--coordinator-address HOST:PORT --num-processes N --process-id I]
+                 train, or resume the run in DIR (default runs/<preset>), in one process or
+                 as process I of N
   lstmjax eval   [--preset NAME | --workdir DIR] [--split valid|test] [--checkpoint latest|best]
                  [--data.data-dir DIR]
   lstmjax sample [--preset NAME | --workdir DIR] [--prime TEXT] [--length N] [--temperature T]
@@ -62,9 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # eval, sample: nothing to save
         print(f"lstmjax {command}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, FloatingPointError, ModuleNotFoundError) as error:
+    except _USER_ERRORS as error:
         print(f"lstmjax {command}: error: {as_flags(str(error))}", file=sys.stderr)
         return 1
+
+
+_USER_ERRORS = (ValueError, OSError, FloatingPointError, ModuleNotFoundError)
+"""What a user's mistake raises (a bad flag, a missing file, a diverged run): one line, no
+traceback."""
 
 
 def as_flags(message: str) -> str:
@@ -88,8 +99,6 @@ def as_flags(message: str) -> str:
 def _train(argv: list[str]) -> int:
     import tyro
 
-    from lstmjax.train import train
-
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS))
     known, _ = parser.parse_known_args(argv)
@@ -102,7 +111,20 @@ def _train(argv: list[str]) -> int:
         "SIGINT or SIGTERM saves a checkpoint and stops (exit 130 / 143).",
     )
     workdir = args.workdir or pathlib.Path("runs") / args.preset
-    summary = train(args.config, workdir)
+    from lstmjax.parallel import initialize
+
+    if initialize(args.coordinator_address, args.num_processes, args.process_id):
+        _exit_as_one_of_several(lambda: _train_and_report(args.config, workdir), workdir)
+    return _train_and_report(args.config, workdir)
+
+
+def _train_and_report(config, workdir: pathlib.Path) -> int:
+    from lstmjax.parallel import is_primary
+    from lstmjax.train import train
+
+    summary = train(config, workdir)
+    if not is_primary():
+        return 0
     valid = summary["valid"]
     print(f"\nrun directory: {workdir}")
     print(f"step {summary['step']}: valid loss {valid['loss']:.4f}, perplexity "
@@ -132,7 +154,52 @@ def _train_arguments() -> type:
             metavar="DIR", help="run directory to write, or to resume",
             help_behavior_hint="(default: runs/PRESET)")],
          dataclasses.field(default=None)),
+        ("coordinator_address", Annotated[str | None, tyro.conf.arg(
+            metavar="HOST:PORT", help="a run of several processes: where process 0 serves the "
+            "coordinator, reachable from every process",
+            help_behavior_hint="(default: $LSTMJAX_COORDINATOR_ADDRESS; unset: one process)")],
+         dataclasses.field(default=None)),
+        ("num_processes", Annotated[int | None, tyro.conf.arg(
+            metavar="N", help="processes of the run, each started with the same flags",
+            help_behavior_hint="(default: $LSTMJAX_NUM_PROCESSES, else the cluster's)")],
+         dataclasses.field(default=None)),
+        ("process_id", Annotated[int | None, tyro.conf.arg(
+            metavar="I", help="this process's number, 0 to N - 1; process 0 logs and prints",
+            help_behavior_hint="(default: $LSTMJAX_PROCESS_ID, else the cluster's)")],
+         dataclasses.field(default=None)),
     ], frozen=True)
+
+
+def _exit_as_one_of_several(run, workdir: pathlib.Path):
+    """Run ``run()`` as one process of a multi-process run and exit.
+
+    A process that fails or is stopped prints its one line (prefixed with its number) and leaves
+    at once with ``os._exit``: the orderly shutdown of ``jax.distributed`` waits for every
+    process and would abort with a C++ stack trace when another one is gone. A process that
+    finishes shuts down with the others."""
+    import jax
+
+    from lstmjax.preemption import Interrupted
+
+    who = f"lstmjax train (process {jax.process_index()} of {jax.process_count()})"
+    try:
+        code = run()
+    except Interrupted as stop:
+        message, code = str(stop), stop.exit_code
+    except BaseException as error:
+        # A collective fails with a JaxRuntimeError when another process died: no traceback
+        if not isinstance(error, (*_USER_ERRORS, jax.errors.JaxRuntimeError)):
+            traceback.print_exc()
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        message, code = (f"error: {as_flags(first)}. Every process of a run must reach its end: "
+                         "when one stops, the others fail; start them all again with the same "
+                         f"commands to resume from the newest checkpoint in {workdir}"), 1
+    else:
+        jax.distributed.shutdown()
+        sys.exit(code)
+    print(f"{who}: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(code)
 
 
 def _run_parser(prog: str, description: str) -> argparse.ArgumentParser:

@@ -33,7 +33,7 @@ DTYPES: tuple[str, ...] = get_args(DType)
 RESUMABLE = {"resumable": True}
 """Field metadata of the settings a resumed run may change (lstmjax.rundir's resume rules): how
 long to run, how often to report, where files are, and how the same model is computed (engine,
-unroll, remat_chunk); never what is trained."""
+unroll, remat_chunk, num_devices); never what is trained."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,6 +269,9 @@ class TrainConfig:
       eval_batch_size: streams of evaluation (with 1, the result does not depend on the window).
       eval_seq_len: window of evaluation.
       sample_length: characters or words printed as a sample at the end of training.
+      num_devices: devices of the data-parallel mesh (lstmjax.parallel): the batch is split
+        over them, so batch_size must be a multiple of it. None: every visible device (with
+        several processes, every device of every process). May change on resume.
     """
 
     batch_size: int = 32
@@ -283,13 +286,14 @@ class TrainConfig:
     eval_batch_size: int = dataclasses.field(default=16, metadata=RESUMABLE)
     eval_seq_len: int = dataclasses.field(default=100, metadata=RESUMABLE)
     sample_length: int = dataclasses.field(default=300, metadata=RESUMABLE)
+    num_devices: int | None = dataclasses.field(default=None, metadata=RESUMABLE)
 
     def __post_init__(self):
         require_choice("loss_scale", self.loss_scale, get_args(LossScale))
         for name in ("batch_size", "seq_len", "log_every", "eval_every", "keep_checkpoints",
                      "eval_batch_size", "eval_seq_len"):
             require_positive_int(name, getattr(self, name))
-        for name in ("num_epochs", "max_steps"):
+        for name in ("num_epochs", "max_steps", "num_devices"):
             if getattr(self, name) is not None:
                 require_positive_int(name, getattr(self, name))
         if self.num_epochs is None and self.max_steps is None:

@@ -19,17 +19,20 @@ def bits_per_token(loss: float) -> float:
 
 
 class MetricsLog:
-    """Appends records to ``<workdir>/metrics.jsonl``; ``read`` returns them all.
+    """Appends records to ``<workdir>/metrics.jsonl``; ``read`` returns them all. With ``path``
+    None it writes nothing (the processes of a multi-process run other than process 0).
 
     Every line is standard JSON: a value that is not finite (a diverged loss, the perplexity of a
     loss above 700 nats) is written as ``null``, and the record's ``"nonfinite"`` list names those
     keys (``read`` returns them as written, with the nulls).
     """
 
-    def __init__(self, path: pathlib.Path):
-        self.path = pathlib.Path(path)
+    def __init__(self, path: pathlib.Path | None):
+        self.path = None if path is None else pathlib.Path(path)
 
     def write(self, record: dict[str, Any]) -> None:
+        if self.path is None:
+            return
         nonfinite = sorted(k for k, v in record.items()
                            if isinstance(v, float) and not math.isfinite(v))
         if nonfinite:
@@ -40,6 +43,6 @@ class MetricsLog:
             f.write(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
+        if self.path is None or not self.path.exists():
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]

@@ -5,6 +5,10 @@ A trainer asks for the model, the optimizer and its schedule, the jitted train s
 train state and carry, fresh or restored from a checkpoint. A reader (``lstmjax eval``,
 ``lstmjax sample``, ``lstmjax export``) asks for the model and the parameters alone: no optimizer
 and no train state is built, and only the parameters are read from the checkpoint.
+
+Every array is placed on the run's device mesh (:mod:`lstmjax.parallel`): a trainer's mesh has
+``train.num_devices`` devices (all by default), a reader's every device. Checkpoints hold whole
+arrays, so a run saved on N devices restores on any number, bit for bit.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from lstmjax.config import Config
 from lstmjax.data import Position
 from lstmjax.model import RNNLanguageModel, zero_carry
 from lstmjax.optim import make_optimizer
+from lstmjax.parallel import Placement, make_placement
 from lstmjax.steps import TrainState, evaluate, init_params, init_state, make_train_step
 
 
@@ -42,11 +47,13 @@ class Run:
       train_step: the jitted ``train_step(state, carry, inputs, targets) -> (state, carry,
         metrics)`` (``lstmjax.steps.make_train_step``), donating state and carry; None for a
         reader.
-      state: the train state (params, optimizer state, step, PRNG key); None for a reader.
-      carry: the recurrent state to continue with, ``train.batch_size`` streams; None for a reader.
+      state: the train state (params, optimizer state, step, PRNG key), replicated; None for a
+        reader.
+      carry: the recurrent state to continue with, ``train.batch_size`` streams split over the
+        mesh; None for a reader.
       position: where in the training data to continue.
-      shardings: where the arrays live; None: one device, the default one (today's only
-        placement; a device mesh is to be added here).
+      placement: the device mesh; ``params`` and ``state`` are replicated on it, and batches go
+        through ``placement.shard_batch``.
     """
 
     config: Config
@@ -60,15 +67,21 @@ class Run:
     state: TrainState | None = None
     carry: Any = None
     position: Position = dataclasses.field(default_factory=Position)
-    shardings: Any = None
+    placement: Placement | None = None
 
     def evaluate(self, params: Any, ids: np.ndarray, *, batch_size: int | None = None
                  ) -> dict[str, float]:
         """``lstmjax.steps.evaluate`` of ``params`` on the token ids of a split, with
-        ``batch_size`` streams (default ``train.eval_batch_size``) of ``train.eval_seq_len``."""
+        ``batch_size`` streams (default ``train.eval_batch_size``) of ``train.eval_seq_len``,
+        on the run's mesh."""
         settings = self.config.train
         return evaluate(self.model, params, ids, batch_size=batch_size or settings.eval_batch_size,
-                        seq_len=settings.eval_seq_len)
+                        seq_len=settings.eval_seq_len, placement=self.placement)
+
+    def zero_carry(self) -> Any:
+        """A zero carry of ``train.batch_size`` streams, split over the mesh (a new epoch's)."""
+        return self.placement.put(zero_carry(self.config.model, self.config.train.batch_size),
+                                  self.placement.batch_sharded)
 
 
 def setup(config: Config, *, steps_per_epoch: int | None = None,
@@ -87,7 +100,8 @@ def setup(config: Config, *, steps_per_epoch: int | None = None,
         only for a trainer, which saves those step numbers again.
 
     Raises:
-      ValueError: ``model.vocab_size`` is unset, or a checkpoint does not fit the config.
+      ValueError: ``model.vocab_size`` is unset, a checkpoint does not fit the config, or (a
+        trainer) ``train.batch_size`` does not split over ``train.num_devices`` devices.
       FileNotFoundError, lstmjax.checkpoint.DamagedCheckpointError: no intact checkpoint to
         restore.
     """
@@ -97,28 +111,47 @@ def setup(config: Config, *, steps_per_epoch: int | None = None,
     model = RNNLanguageModel(config.model)
     seed = config.train.seed
     if steps_per_epoch is None:
+        placement = make_placement()
+
         def fresh():  # as init_state draws them
             return init_params(model, jax.random.split(jax.random.key(seed))[0])
 
         if checkpoints is None:
-            return Run(config, model, fresh(), 0, {})
-        params, restored_step, saved = rundir.restore_params(
-            checkpoints, jax.eval_shape(fresh), step=step, on_warning=on_warning)
-        return Run(config, model, params, restored_step, saved)
+            params, restored_step, saved = fresh(), 0, {}
+        else:
+            params, restored_step, saved = rundir.restore_params(
+                checkpoints, _abstract(fresh, placement.replicated), step=step,
+                on_warning=on_warning)
+        return Run(config, model, placement.put(params, placement.replicated), restored_step,
+                   saved, placement=placement)
 
+    placement = make_placement(config.train.num_devices)
+    placement.check_batch(config.train.batch_size)
     optimizer, schedule = make_optimizer(config.optim, steps_per_epoch)
 
     def new_state():
         return init_state(model, optimizer, seed=seed)
 
-    carry = zero_carry(config.model, config.train.batch_size)
+    def new_carry():
+        return zero_carry(config.model, config.train.batch_size)
+
     if checkpoints is None:
-        state, position, saved = new_state(), Position(), {}
-    else:
+        state, carry, position, saved = new_state(), new_carry(), Position(), {}
+    else:  # whole arrays: the checkpoint does not depend on the device count
         state, carry, position, saved = rundir.restore_training(
-            checkpoints, jax.eval_shape(new_state), carry, on_warning=on_warning,
+            checkpoints, _abstract(new_state, placement.replicated),
+            _abstract(new_carry, placement.replicated), on_warning=on_warning,
             quarantine=quarantine)
-    train_step = make_train_step(model, optimizer, schedule, config.train.loss_scale)
+    state = placement.put(state, placement.replicated)
+    carry = placement.put(carry, placement.batch_sharded)
+    train_step = make_train_step(model, optimizer, schedule, config.train.loss_scale, placement)
     return Run(config, model, state.params, int(state.step), saved, optimizer=optimizer,
                schedule=schedule, train_step=train_step, state=state, carry=carry,
-               position=position)
+               position=position, placement=placement)
+
+
+def _abstract(make: Callable[[], Any], sharding: jax.sharding.Sharding) -> Any:
+    """The shapes and dtypes of ``make()``'s arrays, each with ``sharding``: a restore target."""
+    return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                                          sharding=sharding),
+                        jax.eval_shape(make))

@@ -20,6 +20,7 @@ import optax
 
 from lstmjax import metrics as metrics_lib
 from lstmjax.model import RNNLanguageModel, zero_carry
+from lstmjax.parallel import Placement
 
 
 @flax.struct.dataclass
@@ -38,13 +39,17 @@ def token_losses(logits: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def make_train_step(model: RNNLanguageModel, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule, loss_scale: str):
+                    schedule: optax.Schedule, loss_scale: str, placement: Placement | None = None):
     """The jitted ``train_step(state, carry, inputs, targets) -> (state, carry, metrics)``.
 
     ``inputs`` and ``targets`` are ``int32[B, T]``. ``metrics`` holds the per-token ``loss``, the
     global gradient norm before clipping and the learning rate of this step. The objective is the
     per-token mean (``loss_scale="mean"``) or the sum over time averaged over the batch
     (``"sum_over_time"``, the PTB recipes').
+
+    With a ``placement``, the step takes and returns the state and metrics replicated and the
+    carry, inputs and targets split along B over its mesh (``lstmjax.parallel``); without one,
+    wherever its arguments are.
     """
 
     def objective(params, carry, inputs, targets, dropout_key):
@@ -66,7 +71,12 @@ def make_train_step(model: RNNLanguageModel, optimizer: optax.GradientTransforma
         new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
         return new_state, carry, metrics
 
-    return jax.jit(train_step, donate_argnums=(0, 1))
+    shardings = {}
+    if placement is not None:
+        whole, split = placement.replicated, placement.batch_sharded
+        shardings = {"in_shardings": (whole, split, split, split),
+                     "out_shardings": (whole, split, whole)}
+    return jax.jit(train_step, donate_argnums=(0, 1), **shardings)
 
 
 @functools.partial(jax.jit, static_argnames="model")
@@ -78,22 +88,28 @@ def eval_step(model, params, carry, inputs, targets):
 
 
 def evaluate(model: RNNLanguageModel, params: Any, ids: np.ndarray, *, batch_size: int,
-             seq_len: int) -> dict[str, float]:
+             seq_len: int, placement: Placement | None = None) -> dict[str, float]:
     """Mean loss, perplexity and bits per token over a whole split, the state carried through it.
 
     Every target of the ``batch_size`` streams is scored: the full windows, then the remainder as
-    one shorter window. With ``batch_size=1`` the result does not depend on ``seq_len``.
+    one shorter window. With ``batch_size=1`` the result does not depend on ``seq_len``. With a
+    ``placement`` (``params`` replicated on it), the streams are split over its devices where
+    their number divides ``batch_size``, else every device runs them all.
     """
     length = len(ids) // batch_size
     if length < 2:
         raise ValueError(f"the split has {len(ids)} tokens: too few for eval batch_size={batch_size}")
     streams = np.asarray(ids[: batch_size * length], np.int32).reshape(batch_size, length)
     carry = zero_carry(model.config, batch_size)
+    place = np.asarray
+    if placement is not None:
+        carry = placement.put(carry, placement.batch(batch_size))
+        place = placement.shard_batch
     total = 0.0
     for start in range(0, length - 1, seq_len):
         stop = min(start + seq_len, length - 1)
-        carry, loss = eval_step(model, params, carry, streams[:, start:stop],
-                                streams[:, start + 1:stop + 1])
+        carry, loss = eval_step(model, params, carry, place(streams[:, start:stop]),
+                                place(streams[:, start + 1:stop + 1]))
         total += float(loss)
     mean = total / (batch_size * (length - 1))
     return {"loss": mean, "perplexity": metrics_lib.perplexity(mean),

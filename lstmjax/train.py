@@ -7,6 +7,7 @@ What it runs (model, optimizer, the jitted train step, the fresh or restored sta
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -23,7 +24,8 @@ from lstmjax import metrics as metrics_lib
 from lstmjax import rundir
 from lstmjax.config import Config
 from lstmjax.data import load_corpus, require_windows, stream
-from lstmjax.model import resolve_engines, zero_carry
+from lstmjax.model import resolve_engines
+from lstmjax.parallel import agree, is_primary
 from lstmjax.preemption import Interrupted, StopRequests
 from lstmjax.runlock import RunLock, check_writable_directory
 from lstmjax.runs_report import duration
@@ -53,6 +55,13 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
     ``print_fn(line)`` receives the run header, warnings and, when ``progress`` is on and stdout
     is not a terminal, plain progress lines (default: ``print``, flushed).
 
+    The batch is split over ``train.num_devices`` devices (:mod:`lstmjax.parallel`). In a run of
+    several processes (after ``lstmjax.parallel.initialize``) every process calls ``train`` with
+    the same arguments and ``workdir`` is a directory that they all reach; process 0 alone
+    takes the lock, writes the files other than checkpoints (which all of them write, through
+    orbax) and prints; a stop signal takes effect at the next log step, where the processes
+    agree on it.
+
     Raises:
       ValueError: a request that does not fit the data or the run in ``workdir``, naming the
         config field (``train.max_steps``) and the fix.
@@ -61,6 +70,9 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
     """
     from tqdm.auto import tqdm
 
+    primary = is_primary()
+    if not primary:
+        progress, print_fn = False, lambda line: None
     print_fn = print_fn or functools.partial(print, flush=True)
     workdir = pathlib.Path(workdir)
     directory = rundir.RunDirectory(workdir)
@@ -77,7 +89,8 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
     stop = StopRequests(lambda signum: (
         f"{signal.Signals(signum).name} again: exiting now; the checkpoints already in "
         f"{directory.checkpoints_dir} are intact (a save in progress is discarded)"))
-    with stop, RunLock(workdir), directory.checkpoints(config) as checkpoints:
+    lock = RunLock(workdir) if primary else contextlib.nullcontext()
+    with stop, lock, directory.checkpoints(config) as checkpoints:
         directory.check_request(config, corpus.vocab, checkpoints)
         resuming = checkpoints.latest_step() is not None
         run = setup(config, steps_per_epoch=steps_per_epoch,
@@ -89,12 +102,13 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
         if step > total_steps:
             raise ValueError(_past_the_end(workdir, step, total_steps, settings, steps_per_epoch))
         # The request is checked: from here on the run directory is written.
-        directory.write(config, corpus.vocab)
-        log = metrics_lib.MetricsLog(directory.metrics_file)
+        if primary:
+            directory.write(config, corpus.vocab)
+        log = metrics_lib.MetricsLog(directory.metrics_file if primary else None)
         engine = describe_engines(config.model, batch_size=settings.batch_size,
                                   seq_len=settings.seq_len)
         for line in _header(config, corpus, workdir, state, position, steps_per_epoch,
-                            total_steps, engine):
+                            total_steps, engine, run.placement):
             print_fn(line)
         train_step = run.train_step
         bound = math.log(len(corpus.vocab)) + DIVERGENCE_NATS
@@ -124,8 +138,16 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
             return result
 
         def save(step, position, carry, state, metric=None, force=False):
-            rundir.save(checkpoints, step, state, carry, position, config, corpus.vocab,
+            whole_carry = run.placement.put(carry, run.placement.replicated)
+            rundir.save(checkpoints, step, state, whole_carry, position, config, corpus.vocab,
                         valid_loss=metric, force=force)
+
+        def stop_now(log_step):
+            """Whether a signal stops the run after this step: with several processes, one
+            that any of them received, agreed on at log steps (a collective)."""
+            if jax.process_count() == 1:
+                return stop.requested
+            return log_step and agree(stop.requested)
 
         def interrupted(step, saved):
             checkpoints.wait_until_finished()
@@ -134,7 +156,7 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
             return Interrupted(f"interrupted by {stop.name()} at step {step}: {where}; run the "
                                "same command again to resume", stop.signum)
 
-        if stop.requested:
+        if stop_now(True):
             raise interrupted(step, saved=False)
         # disable=None: a bar on a terminal only; elsewhere plain progress lines
         bar = tqdm(total=total_steps, initial=step, disable=None if progress else True, unit="step",
@@ -147,15 +169,19 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
         batches = stream(corpus.train, settings.batch_size, settings.seq_len, position)
         for window, inputs, targets in itertools.islice(batches, total_steps - step):
             if window.window == 0:  # a new epoch starts from a zero state
-                carry = zero_carry(config.model, settings.batch_size)
-            state, carry, step_metrics = train_step(state, carry, inputs, targets)
+                carry = run.zero_carry()
+            state, carry, step_metrics = train_step(state, carry,
+                                                    run.placement.shard_batch(inputs),
+                                                    run.placement.shard_batch(targets))
             step += 1
             position = window.next(steps_per_epoch)
             pending.append(step_metrics)
             bar.update(1)
             at_end = step >= total_steps
             validate = step % settings.eval_every == 0 or at_end or position.window == 0
-            if step % settings.log_every == 0 or validate or stop.requested:
+            log_step = step % settings.log_every == 0 or validate
+            stopping = stop_now(log_step)
+            if log_step or stopping:
                 record, per_step = _flush(pending, last_log_step, step, last_log_time, settings)
                 log.write({**record, "epoch": step / steps_per_epoch, "engine": engine})
                 for k, (loss, grad_norm) in enumerate(per_step, start=last_log_step + 1):
@@ -173,7 +199,7 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
                 valid = validate_and_save(step, position, carry, state, force=at_end)
                 write(f"step {step}: valid loss {valid['loss']:.4f}, "
                       f"perplexity {valid['perplexity']:.3f}")
-            if stop.requested:
+            if stopping:
                 bar.close()
                 save(step, position, carry, state, force=True)
                 raise interrupted(step, saved=True)
@@ -188,9 +214,10 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
             summary["test"] = run.evaluate(state.params, corpus.test)
             log.write({"step": step, "epoch": step / steps_per_epoch, "split": "test",
                        **summary["test"]})
-        if settings.sample_length:
+        if settings.sample_length and primary:  # from this process's own copy of the params
+            params = jax.tree.map(lambda array: array.addressable_data(0), state.params)
             prime = corpus.vocab.decode(corpus.valid[:1])
-            summary["sample"] = generate(run.model, {"params": state.params}, corpus.vocab, prime,
+            summary["sample"] = generate(run.model, {"params": params}, corpus.vocab, prime,
                                          length=settings.sample_length, seed=settings.seed)
         if stop.requested:
             raise interrupted(step, saved=False)
@@ -238,7 +265,7 @@ def _divergence_advice(config: Config) -> str:
 
 
 def _header(config, corpus, workdir, state, position, steps_per_epoch, total_steps,
-            engine) -> list[str]:
+            engine, placement) -> list[str]:
     """The lines printed when a run starts: where, what data, what model, how long."""
     model, settings, optim = config.model, config.train, config.optim
     step = int(state.step)
@@ -251,6 +278,9 @@ def _header(config, corpus, workdir, state, position, steps_per_epoch, total_ste
     optimizer = f"{optim.optimizer} lr {optim.learning_rate:g} ({optim.schedule})"
     if optim.max_grad_norm is not None:
         optimizer += f", clip {optim.max_grad_norm:g}"
+    devices = [] if placement.num_devices == 1 else [
+        f"devices: {placement.describe()}, {settings.batch_size // placement.num_devices} "
+        "streams each (data parallel)"]
     return [
         f"run directory: {workdir} ({start})",
         f"corpus: {config.data.corpus}, {corpus.vocab.level} level, V={len(corpus.vocab):,}; "
@@ -261,6 +291,7 @@ def _header(config, corpus, workdir, state, position, steps_per_epoch, total_ste
         f"training: batch {settings.batch_size} x {settings.seq_len} tokens, {steps_per_epoch:,} "
         f"steps per epoch, to step {total_steps:,} ({total_steps / steps_per_epoch:.2f} epochs); "
         f"{optimizer}",
+        *devices,
     ]
 
 
