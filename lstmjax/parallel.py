@@ -167,11 +167,11 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
-def agree(flag: bool) -> bool:
-    """True in every process when ``flag`` is True in any (a collective: every process calls it
-    at the same point); ``flag`` itself with one process."""
+def max_over_processes(value: int) -> int:
+    """The largest of the ints that the processes pass (a collective: every process calls it at
+    the same point of the run); ``value`` itself with one process."""
     if jax.process_count() == 1:
-        return flag
+        return value
     from jax.experimental import multihost_utils
 
-    return bool(np.any(multihost_utils.process_allgather(np.array([flag]))))
+    return int(np.max(multihost_utils.process_allgather(np.array([value], np.int32))))

@@ -40,6 +40,7 @@ class StopRequests:
 
     def __init__(self, second_signal_message: Callable[[int], str] = lambda signum: ""):
         self.signum: int | None = None
+        self.elsewhere = False  # the request reached another process of the run (adopt)
         self._second_signal_message = second_signal_message
         self._previous: dict[int, object] = {}
 
@@ -48,8 +49,18 @@ class StopRequests:
         return self.signum is not None
 
     def name(self) -> str:
-        """``"SIGTERM"`` or ``"SIGINT"`` for the request received (empty when none)."""
-        return signal.Signals(self.signum).name if self.signum is not None else ""
+        """``"SIGTERM"`` or ``"SIGINT"`` for the request received (empty when none), and where it
+        was received if not here."""
+        if self.signum is None:
+            return ""
+        where = " (received by another process of the run)" if self.elsewhere else ""
+        return signal.Signals(self.signum).name + where
+
+    def adopt(self, signum: int) -> None:
+        """Take on the request ``signum`` that another process of a multi-process run received
+        (nothing when this one has its own)."""
+        if self.signum is None:
+            self.signum, self.elsewhere = signum, True
 
     def _handle(self, signum, frame):
         if self.signum is None:

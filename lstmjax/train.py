@@ -25,7 +25,7 @@ from lstmjax import rundir
 from lstmjax.config import Config
 from lstmjax.data import load_corpus, require_windows, stream
 from lstmjax.model import resolve_engines
-from lstmjax.parallel import agree, is_primary
+from lstmjax.parallel import is_primary, max_over_processes
 from lstmjax.preemption import Interrupted, StopRequests
 from lstmjax.runlock import RunLock, check_writable_directory
 from lstmjax.runs_report import duration
@@ -147,7 +147,13 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
             that any of them received, agreed on at log steps (a collective)."""
             if jax.process_count() == 1:
                 return stop.requested
-            return log_step and agree(stop.requested)
+            if not log_step:
+                return False
+            # the agreed answer, not the local flag: a signal may land during the collective
+            signum = max_over_processes(stop.signum or 0)
+            if signum:
+                stop.adopt(signum)
+            return bool(signum)
 
         def interrupted(step, saved):
             checkpoints.wait_until_finished()

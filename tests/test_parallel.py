@@ -201,28 +201,41 @@ def _finish(processes, timeout) -> list[tuple[int, str, str]]:
     return results
 
 
-def test_two_processes_train_as_one_and_one_process_resumes(tmp_path):
+def test_two_processes_train_as_one_stop_together_and_one_process_resumes(tmp_path):
+    """The pair trains until process 1 alone gets SIGTERM; both stop at the same step with a
+    checkpoint (exit 143). Its curve is one process's, logged once; one process resumes it."""
     pair = tmp_path / "pair"
-    results = _finish(_spawn_pair(pair, "--train.max-steps", "6", "--train.eval-every", "3"), 240)
+    processes = _spawn_pair(pair, "--train.max-steps", "100000", "--train.eval-every", "3")
+    deadline = time.time() + 180
+    while len(_curve(pair)[0]) < 4 if (pair / "metrics.jsonl").exists() else True:
+        assert time.time() < deadline and processes[0].poll() is None, _finish(processes, 1)
+        time.sleep(0.2)
+    processes[1].send_signal(signal.SIGTERM)
+    results = _finish(processes, 120)
     for k, (code, out, err) in enumerate(results):
-        assert code == 0, f"process {k}: {out[-2000:]}\n{err[-3000:]}"
-    (_, out0, _), (_, out1, _) = results
+        assert code == 128 + signal.SIGTERM, f"process {k}: {out[-2000:]}\n{err[-3000:]}"
+    (_, out0, err0), (_, out1, err1) = results
+    stopped = int(re.search(r"interrupted by SIGTERM \(received by another process of the run\) "
+                            r"at step (\d+): checkpoint \1 is saved", err0).group(1))
+    assert f"process 1 of 2): interrupted by SIGTERM at step {stopped}: checkpoint" in err1
     assert "devices: 2 processes x 1 cpu device, 4 streams each" in out0
-    assert "step 6: valid loss" in out0 and "step" not in out1  # process 0 alone prints
+    assert "step 1/" in out0 and "step" not in out1  # process 0 alone prints
     steps, losses = _curve(pair)
-    assert steps == [1, 2, 3, 4, 5, 6]  # one record per step: process 0 alone writes the log
+    assert steps == list(range(1, stopped + 1))  # one record per step: process 0 alone writes
 
     alone = tmp_path / "alone"
     tiny = dataclasses.replace(TINY.train, batch_size=8, log_every=1, eval_batch_size=8,
-                               sample_length=0, max_steps=6, eval_every=3)
+                               sample_length=0, max_steps=stopped, eval_every=3)
     _train(dataclasses.replace(TINY, train=tiny), alone)
     np.testing.assert_allclose(losses, _curve(alone)[1], rtol=1e-5)
-    np.testing.assert_allclose(_curve(pair, "valid")[1], _curve(alone, "valid")[1], rtol=1e-5)
+    (valid_steps, valid), (alone_steps, alone_valid) = _curve(pair, "valid"), _curve(alone, "valid")
+    assert valid_steps and valid_steps == alone_steps[:len(valid_steps)]  # alone: also at its end
+    np.testing.assert_allclose(valid, alone_valid[:len(valid)], rtol=1e-5)
 
-    more = dataclasses.replace(TINY, train=dataclasses.replace(tiny, max_steps=8))
-    _train(more, pair)  # one process resumes the pair's checkpoint at step 6
+    more = dataclasses.replace(TINY, train=dataclasses.replace(tiny, max_steps=stopped + 2))
+    _train(more, pair)  # one process resumes the pair's checkpoint
     _train(more, alone)
-    assert _curve(pair)[0] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert _curve(pair)[0] == list(range(1, stopped + 3))
     np.testing.assert_allclose(_curve(pair)[1], _curve(alone)[1], rtol=1e-5)
 
 
