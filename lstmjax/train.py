@@ -284,9 +284,9 @@ def _header(config, corpus, workdir, state, position, steps_per_epoch, total_ste
     optimizer = f"{optim.optimizer} lr {optim.learning_rate:g} ({optim.schedule})"
     if optim.max_grad_norm is not None:
         optimizer += f", clip {optim.max_grad_norm:g}"
+    each = settings.batch_size // placement.num_devices
     devices = [] if placement.num_devices == 1 else [
-        f"devices: {placement.describe()}, {settings.batch_size // placement.num_devices} "
-        "streams each (data parallel)"]
+        f"devices: {placement.describe()}, {each} stream{'s' * (each > 1)} each (data parallel)"]
     return [
         f"run directory: {workdir} ({start})",
         f"corpus: {config.data.corpus}, {corpus.vocab.level} level, V={len(corpus.vocab):,}; "

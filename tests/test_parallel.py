@@ -201,68 +201,79 @@ def _finish(processes, timeout) -> list[tuple[int, str, str]]:
     return results
 
 
-def test_two_processes_train_as_one_stop_together_and_one_process_resumes(tmp_path):
-    """The pair trains until process 1 alone gets SIGTERM; both stop at the same step with a
-    checkpoint (exit 143). Its curve is one process's, logged once; one process resumes it."""
+def test_two_processes_train_as_one_and_one_process_resumes(tmp_path):
     pair = tmp_path / "pair"
-    processes = _spawn_pair(pair, "--train.max-steps", "100000", "--train.eval-every", "3")
-    deadline = time.time() + 180
-    while len(_curve(pair)[0]) < 4 if (pair / "metrics.jsonl").exists() else True:
+    results = _finish(_spawn_pair(pair, "--train.max-steps", "6", "--train.eval-every", "3"), 240)
+    for k, (code, out, err) in enumerate(results):
+        assert code == 0, f"process {k}: {out[-2000:]}\n{err[-3000:]}"
+    (_, out0, _), (_, out1, _) = results
+    assert "devices: 2 processes x 1 cpu device, 4 streams each" in out0
+    assert "step 6: valid loss" in out0 and "test perplexity" in out0
+    assert "step" not in out1  # process 0 alone prints
+    steps, losses = _curve(pair)
+    assert steps == [1, 2, 3, 4, 5, 6]  # one record per step: process 0 alone writes the log
+
+    alone = tmp_path / "alone"
+    _train(_pair_config(6), alone)
+    np.testing.assert_allclose(losses, _curve(alone)[1], rtol=1e-5)
+    np.testing.assert_allclose(_curve(pair, "valid")[1], _curve(alone, "valid")[1], rtol=1e-5)
+    np.testing.assert_allclose(_curve(pair, "test")[1], _curve(alone, "test")[1], rtol=1e-5)
+
+    _train(_pair_config(8), pair)  # one process resumes the pair's checkpoint at step 6
+    _train(_pair_config(8), alone)
+    assert _curve(pair)[0] == [1, 2, 3, 4, 5, 6, 7, 8]
+    np.testing.assert_allclose(_curve(pair)[1], _curve(alone)[1], rtol=1e-5)
+
+
+def _pair_config(max_steps):
+    """The config of the pair's command line, for one process."""
+    return dataclasses.replace(TINY, train=dataclasses.replace(
+        TINY.train, batch_size=8, log_every=1, eval_batch_size=8, sample_length=0,
+        max_steps=max_steps, eval_every=3))
+
+
+def _wait_for(condition, processes, timeout=180.0):
+    deadline = time.time() + timeout
+    while not condition():
         assert time.time() < deadline and processes[0].poll() is None, _finish(processes, 1)
         time.sleep(0.2)
+
+
+def test_a_signal_to_one_process_stops_both_and_a_killed_one_fails_the_other(tmp_path):
+    """SIGTERM to process 1 alone: both stop at the same step with a checkpoint (exit 143).
+    The pair resumes it; SIGKILL of process 1: process 0 fails at once with one line, and the
+    newest checkpoint is intact: one process resumes it."""
+    flags = ("--train.max-steps", "100000", "--train.eval-every", "100000")
+    processes = _spawn_pair(tmp_path, *flags)
+    _wait_for(lambda: (tmp_path / "metrics.jsonl").exists() and len(_curve(tmp_path)[0]) >= 2,
+              processes)
     processes[1].send_signal(signal.SIGTERM)
     results = _finish(processes, 120)
     for k, (code, out, err) in enumerate(results):
         assert code == 128 + signal.SIGTERM, f"process {k}: {out[-2000:]}\n{err[-3000:]}"
-    (_, out0, err0), (_, out1, err1) = results
+    (_, _, err0), (_, _, err1) = results
     stopped = int(re.search(r"interrupted by SIGTERM \(received by another process of the run\) "
                             r"at step (\d+): checkpoint \1 is saved", err0).group(1))
     assert f"process 1 of 2): interrupted by SIGTERM at step {stopped}: checkpoint" in err1
-    assert "devices: 2 processes x 1 cpu device, 4 streams each" in out0
-    assert "step 1/" in out0 and "step" not in out1  # process 0 alone prints
-    steps, losses = _curve(pair)
-    assert steps == list(range(1, stopped + 1))  # one record per step: process 0 alone writes
 
-    alone = tmp_path / "alone"
-    tiny = dataclasses.replace(TINY.train, batch_size=8, log_every=1, eval_batch_size=8,
-                               sample_length=0, max_steps=stopped, eval_every=3)
-    _train(dataclasses.replace(TINY, train=tiny), alone)
-    np.testing.assert_allclose(losses, _curve(alone)[1], rtol=1e-5)
-    (valid_steps, valid), (alone_steps, alone_valid) = _curve(pair, "valid"), _curve(alone, "valid")
-    assert valid_steps and valid_steps == alone_steps[:len(valid_steps)]  # alone: also at its end
-    np.testing.assert_allclose(valid, alone_valid[:len(valid)], rtol=1e-5)
-
-    more = dataclasses.replace(TINY, train=dataclasses.replace(tiny, max_steps=stopped + 2))
-    _train(more, pair)  # one process resumes the pair's checkpoint
-    _train(more, alone)
-    assert _curve(pair)[0] == list(range(1, stopped + 3))
-    np.testing.assert_allclose(_curve(pair)[1], _curve(alone)[1], rtol=1e-5)
-
-
-def test_a_killed_process_fails_the_other_and_the_last_checkpoint_resumes(tmp_path):
-    processes = _spawn_pair(tmp_path, "--train.max-steps", "100000", "--train.eval-every", "5")
-    checkpoints = tmp_path / "checkpoints"
-    deadline = time.time() + 180
-    while not (checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())):
-        assert time.time() < deadline and processes[0].poll() is None, _finish(processes, 1)
-        time.sleep(0.2)
+    processes = _spawn_pair(tmp_path, *flags)  # resumes at `stopped`
+    _wait_for(lambda: len(_curve(tmp_path)[0]) >= stopped + 2, processes)
     processes[1].send_signal(signal.SIGKILL)
     start = time.time()
-    (code, _, err), _ = _finish(processes, 60)
+    (code, out, err), _ = _finish(processes, 60)
     assert time.time() - start < 60
+    assert f"resuming at step {stopped}" in out
     assert code == 1, err[-3000:]
     line = err.strip().splitlines()[-1]
     assert line.startswith("lstmjax train (process 0 of 2): error: "), err[-3000:]
     assert f"start them all again with the same commands to resume from the newest checkpoint " \
            f"in {tmp_path}" in line
     assert "Traceback" not in err
-    with Checkpoints(checkpoints) as saved:
+    with Checkpoints(tmp_path / "checkpoints") as saved:
         last = saved.latest_step()
-    assert last >= 5
-    config = dataclasses.replace(TINY, train=dataclasses.replace(
-        TINY.train, batch_size=8, log_every=1, eval_batch_size=8, sample_length=0,
-        max_steps=last + 2, eval_every=5))
+    assert last == stopped
     lines = []
-    assert train(config, tmp_path, progress=False, print_fn=lines.append)["step"] == last + 2
+    summary = train(_pair_config(last + 2), tmp_path, progress=False, print_fn=lines.append)
+    assert summary["step"] == last + 2
     assert f"resuming at step {last}" in lines[0]  # the newest checkpoint, intact
     assert not [line for line in lines if "damaged" in line]
