@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from benchmarks import compile_time, kernels, memory, peers, plot, report, throughput
+from benchmarks import compile_time, devices, kernels, memory, peers, plot, report, throughput
 from benchmarks.shapes import QUICK_SHAPES
 from lstmjax.engines import ENGINE_NAMES
 from lstmjax.model import resolve_engines
@@ -133,3 +133,20 @@ def test_kernels_quick_measures_matmuls_and_gate_math(tmp_path):
                          ("gate math", "tanh form")}
     assert all(row["median_ms"] > 0 for row in rows.values())
     assert json.loads((tmp_path / "kernels.json").read_text())["rows"] == record["rows"]
+
+
+def test_devices_quick_splits_the_batch_over_simulated_devices(folder):
+    record = devices.main(["--quick", "--devices", "2", "--out", str(folder / "devices.json")])
+    rows = record["rows"]
+    assert [(row["devices"], row["streams_per_device"]) for row in rows] == [(1, 8), (2, 4)]
+    assert [row["placement"] for row in rows] == ["1 cpu device", "2 cpu devices"]
+    assert rows[0]["x_1_device"] == 1 and rows[1]["x_1_device"] > 0
+    assert rows[1]["first_loss"] == pytest.approx(rows[0]["first_loss"], rel=1e-5)
+    assert record["simulated_devices"] and "not a speed-up" in record["note"]
+    assert json.loads((folder / "devices.json").read_text())["rows"] == rows
+    lines = devices.table(record).splitlines()
+    assert lines[0].startswith("| devices | streams/device | tokens/s | x 1 device |")
+    assert lines[3].startswith("| 2 | 4 |") and lines[-1] == record["note"]
+    with pytest.raises(SystemExit):  # 6 streams do not split over 4 devices
+        devices.main(["--quick", "--batch", "6", "--devices", "4"])
+    assert devices.default_device_counts({"backend": "gpu", "visible_devices": 6}) == [1, 2, 4]
