@@ -36,7 +36,6 @@ import dataclasses
 import json
 import math
 import os
-from unittest import mock
 
 from benchmarks import report
 from benchmarks.shapes import QUICK_SHAPES, Shape
@@ -123,9 +122,8 @@ def _measure_in_subprocess(args, num_devices: int) -> dict:
                  str(args.seq_len), "--engine", args.engine, "--precision", args.precision,
                  "--warmup", str(args.warmup), "--steps", str(args.steps)]
     arguments += ["--quick"] if args.quick else []
-    with mock.patch.dict(os.environ, {"XLA_FLAGS": xla_flags(num_devices)}):
-        return report.measure_row({"devices": num_devices}, "benchmarks.devices", arguments,
-                                  timeout=args.timeout)
+    return report.measure_row({"devices": num_devices}, "benchmarks.devices", arguments,
+                              timeout=args.timeout, env={"XLA_FLAGS": xla_flags(num_devices)})
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -182,15 +180,13 @@ def main(argv: list[str] | None = None) -> dict:
         check_batch(args.batch, counts)
     except ValueError as error:
         parser.error(str(error))
-    from benchmarks.throughput import _fastest
-
     for round_index in range(args.rounds):
         shift = round_index % len(counts)
         for count in counts[shift:] + counts[:shift]:
             if round_index or count != 1:
                 rounds.setdefault(count, []).append(_measure_in_subprocess(args, count))
                 print(_describe(rounds[count][-1]), flush=True)
-    rows = [_fastest(rounds[count]) for count in counts]
+    rows = [report.fastest_round(rounds[count]) for count in counts]
     if "tokens_per_s" in rows[0]:
         for row in filter(lambda row: "tokens_per_s" in row, rows):
             row["x_1_device"] = row["tokens_per_s"] / rows[0]["tokens_per_s"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
+import os
 import pathlib
 import platform
 import re
@@ -21,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]  # where ``python -m benchmarks.x`` runs
@@ -100,9 +101,11 @@ class MeasurementFailed(RuntimeError):
         self.log = log
 
 
-def run_measurement(module: str, arguments: Sequence[str], *, timeout: float) -> dict[str, Any]:
+def run_measurement(module: str, arguments: Sequence[str], *, timeout: float,
+                    env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run ``python -m module *arguments`` in a fresh process, from the repository root, and return
     the JSON object on the last line of its stdout (a benchmark's ``--one`` mode prints one).
+    ``env``: variables set in that process's environment on top of this one's.
 
     Raises:
       subprocess.TimeoutExpired: it ran past ``timeout`` seconds (and was killed).
@@ -110,7 +113,7 @@ def run_measurement(module: str, arguments: Sequence[str], *, timeout: float) ->
     """
     command = [sys.executable, "-m", module, *arguments]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO_ROOT)
+                          cwd=REPO_ROOT, env={**os.environ, **(env or {})})
     if done.returncode != 0:
         raise MeasurementFailed(_how_it_failed(done), done.stderr[-3000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -131,16 +134,26 @@ _EXCEPTION_LINE = re.compile(r"[\w.]*(Error|Exception|Exit|Interrupt)\b")  # "Va
 
 
 def measure_row(row: dict[str, Any], module: str, arguments: Sequence[str], *,
-                timeout: float) -> dict[str, Any]:
+                timeout: float, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """:func:`run_measurement`'s row, or ``row`` saying why there is none: ``"unavailable": "did
     not finish in N s"`` if it timed out, ``"failed": ...`` (:class:`MeasurementFailed`) if it
     failed."""
     try:
-        return run_measurement(module, arguments, timeout=timeout)
+        return run_measurement(module, arguments, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {**row, "unavailable": f"did not finish in {timeout:g} s"}
     except MeasurementFailed as error:
         return {**row, "failed": str(error)}
+
+
+def fastest_round(rounds: list[dict]) -> dict:
+    """The round with the most tokens/s (or the first, if none ran), with every round's tokens/s
+    (``round_tokens_per_s``): a benchmark measured in several rounds keeps each row's fastest."""
+    ran = [row for row in rounds if "tokens_per_s" in row]
+    if not ran:
+        return rounds[0]
+    best = max(ran, key=lambda row: row["tokens_per_s"])
+    return {**best, "round_tokens_per_s": [row.get("tokens_per_s") for row in rounds]}
 
 
 def environment() -> dict[str, Any]:

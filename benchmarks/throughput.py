@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
             for runner_name in runners[shift:] + runners[:shift]:
                 rounds[runner_name].append(_measure_in_subprocess(args, shape_name, runner_name))
                 print(_describe(rounds[runner_name][-1]), flush=True)
-        rows += [_fastest(rounds[name]) for name in runners]
+        rows += [report.fastest_round(rounds[name]) for name in runners]
     record = {"benchmark": "throughput", "environment": report.environment(),
               "precision": args.precision, "warmup": args.warmup, "steps": args.steps,
               "rounds": args.rounds, "static_cap": STATIC_CAP,
@@ -143,15 +143,6 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out or f"benchmarks/results/{jax.default_backend()}/throughput{suffix}.json"
     report.finish(record, out, table(record))
     return record
-
-
-def _fastest(rounds: list[dict]) -> dict:
-    """The round with the most tokens/s (or the first, if none ran), with every round's tokens/s."""
-    ran = [row for row in rounds if "tokens_per_s" in row]
-    if not ran:
-        return rounds[0]
-    best = max(ran, key=lambda row: row["tokens_per_s"])
-    return {**best, "round_tokens_per_s": [row.get("tokens_per_s") for row in rounds]}
 
 
 def _describe(row: dict) -> str:
