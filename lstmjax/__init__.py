@@ -17,6 +17,7 @@ Layers of the library:
   setup    setup(config, ...): the one builder of a run (model, optimizer, steps, fresh or
            restored state) for training, eval, sample and the benchmarks.
   rundir   the run directory: its files, the checkpoint payload, the resume rules.
+  parallel the device mesh of data parallelism (Placement) and the launch of several processes.
   train    the train(config, workdir) loop; trained: eval and sample of a run directory;
            checkpoint (orbax), sample (generation), presets, cli.
 
