@@ -157,15 +157,18 @@ def _train_arguments() -> type:
         ("coordinator_address", Annotated[str | None, tyro.conf.arg(
             metavar="HOST:PORT", help="a run of several processes: where process 0 serves the "
             "coordinator, reachable from every process",
-            help_behavior_hint="(default: $LSTMJAX_COORDINATOR_ADDRESS; unset: one process)")],
+            help_behavior_hint="(default: $LSTMJAX_COORDINATOR_ADDRESS; with none of these three "
+            "flags and variables set: one process)")],
          dataclasses.field(default=None)),
         ("num_processes", Annotated[int | None, tyro.conf.arg(
             metavar="N", help="processes of the run, each started with the same flags",
-            help_behavior_hint="(default: $LSTMJAX_NUM_PROCESSES, else the cluster's)")],
+            help_behavior_hint="(default: $LSTMJAX_NUM_PROCESSES, else what JAX detects on SLURM, Open "
+            "MPI or Kubernetes)")],
          dataclasses.field(default=None)),
         ("process_id", Annotated[int | None, tyro.conf.arg(
             metavar="I", help="this process's number, 0 to N - 1; process 0 logs and prints",
-            help_behavior_hint="(default: $LSTMJAX_PROCESS_ID, else the cluster's)")],
+            help_behavior_hint="(default: $LSTMJAX_PROCESS_ID, else what JAX detects on SLURM, Open "
+            "MPI or Kubernetes)")],
          dataclasses.field(default=None)),
     ], frozen=True)
 
