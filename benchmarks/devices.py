@@ -82,7 +82,7 @@ def measure(num_devices: int, shape: Shape, *, engine: str, precision: str, warm
         timing = report.time_steps(step, warmup=warmup, steps=steps)
     return {"devices": num_devices, "placement": run.placement.describe(),
             "backend": jax.default_backend(), "visible_devices": jax.device_count(),
-            "streams_per_device": inputs.addressable_shards[0].data.shape[0],
+            "streams_per_device": shape.batch_size // run.placement.num_devices,
             "notes": peers._lstmjax_notes(shape, **options),
             "first_loss": float(state["losses"][0]), **timing,
             "tokens_per_s": shape.tokens_per_step / timing["median_step_s"]}

@@ -81,10 +81,17 @@ class Placement:
 
         return jax.tree.map(place, tree)
 
-    def shard_batch(self, rows: np.ndarray) -> jax.Array:
-        """The global array of a batch ``[B, ...]`` that every process can compute in full:
-        this process transfers only the rows that its own devices hold (all of them when the
-        batch is replicated, see :meth:`batch`)."""
+    def shard_batch(self, rows: np.ndarray) -> np.ndarray | jax.Array:
+        """A batch ``[B, ...]`` that every process can compute in full, as the jitted steps take
+        it. In one process: ``rows`` itself; jit transfers a host array to where its shardings
+        (declared, or inferred from the other arguments) put it, in about 13 us where an
+        explicit transfer takes 190 to 215 us (a ``[64, 10]`` batch on this project's CPU,
+        benchmarks/NOTES.md): two per step were 5 to 10% of a small model's step. Across
+        processes: the global array, of
+        which this process transfers only the rows that its own devices hold (all of them when
+        the batch is replicated, see :meth:`batch`)."""
+        if not self.mesh.is_multi_process:
+            return rows
         sharding = self.batch(rows.shape[0])
         starts, stops = zip(*((index[0].start or 0, rows.shape[0] if index[0].stop is None
                                else index[0].stop)

@@ -53,7 +53,7 @@ class Run:
         mesh; None for a reader.
       position: where in the training data to continue.
       placement: the device mesh; ``params`` and ``state`` are replicated on it, and batches go
-        through ``placement.shard_batch``.
+        to the steps through ``placement.shard_batch``.
     """
 
     config: Config
