@@ -80,9 +80,11 @@ def measure(num_devices: int, shape: Shape, *, engine: str, precision: str, warm
 
     with jax.numpy_dtype_promotion("standard"):
         timing = report.time_steps(step, warmup=warmup, steps=steps)
+    # the rows of the carry the step returned that one device holds: the split it ran with
+    per_device = jax.tree.leaves(state["carry"])[0].addressable_shards[0].data.shape[0]
     return {"devices": num_devices, "placement": run.placement.describe(),
             "backend": jax.default_backend(), "visible_devices": jax.device_count(),
-            "streams_per_device": shape.batch_size // run.placement.num_devices,
+            "streams_per_device": per_device,
             "notes": peers._lstmjax_notes(shape, **options),
             "first_loss": float(state["losses"][0]), **timing,
             "tokens_per_s": shape.tokens_per_step / timing["median_step_s"]}

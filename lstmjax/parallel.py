@@ -83,13 +83,11 @@ class Placement:
 
     def shard_batch(self, rows: np.ndarray) -> np.ndarray | jax.Array:
         """A batch ``[B, ...]`` that every process can compute in full, as the jitted steps take
-        it. In one process: ``rows`` itself; jit transfers a host array to where its shardings
-        (declared, or inferred from the other arguments) put it, in about 13 us where an
-        explicit transfer takes 190 to 215 us (a ``[64, 10]`` batch on this project's CPU,
-        benchmarks/NOTES.md): two per step were 5 to 10% of a small model's step. Across
-        processes: the global array, of
-        which this process transfers only the rows that its own devices hold (all of them when
-        the batch is replicated, see :meth:`batch`)."""
+        it. In one process: ``rows`` itself, which jit places by its shardings (declared, or
+        inferred from the other arguments) several times faster than an explicit transfer
+        (benchmarks/NOTES.md). Across processes: the global array, of which this process
+        transfers only the rows that its own devices hold (all of them when the batch is
+        replicated, see :meth:`batch`)."""
         if not self.mesh.is_multi_process:
             return rows
         sharding = self.batch(rows.shape[0])
