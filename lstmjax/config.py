@@ -68,8 +68,9 @@ class ModelConfig:
         head kernel and head bias) starts uniform in [-init_scale, init_scale], as the PTB recipes;
         cell biases keep their defaults. None: Glorot uniform matrices, zero head bias.
       engine: "auto" (default: the fastest measured engine for the backend, cell and size,
-        printed in the run log), "scan", "static" or "fused" (see
-        lstmjax.engines).
+        printed in the run log), "scan", "static", "fused", "native" (CPU) or "cudnn" (GPU);
+        an engine that cannot run the cell or option hands it to its fallback and the run log
+        says why (see lstmjax.engines).
       unroll: steps per loop iteration of a scan-based engine; "auto" picks its own.
       remat_chunk: in training, recompute the recurrence in chunks of this many steps in the
         backward pass (memory for one chunk's activations instead of the window's; the last chunk

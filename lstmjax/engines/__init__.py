@@ -9,9 +9,12 @@ Two entry points:
   Generic engines run the cell's step through :func:`run`; layer engines see the cell's weight
   split and gate math (:class:`lstmjax.cells.LayerCell`) and may compute the layer as a
   whole: ``"fused"`` hoists the input projection out of the loop and has a hand-written backward
-  pass. ``"auto"`` picks an engine and unroll from measurements (:mod:`lstmjax.engines.auto`).
-  A layer engine that does not support a cell or an option falls back to ``"scan"``;
-  :func:`resolve` says which engine runs and why, and the training log prints it.
+  pass; ``"native"`` runs the same algorithm's loops as one C++ FFI call each on the CPU
+  (:mod:`lstmjax.engines.native`); ``"cudnn"`` calls cuDNN's LSTM on an NVIDIA GPU
+  (:mod:`lstmjax.engines.cudnn`). ``"auto"`` picks an engine and unroll
+  (:mod:`lstmjax.engines.auto`). A layer engine that does not support a cell, an option or the
+  backend hands the layer to its own fallback ("native" and "cudnn" to "fused", "fused" to
+  "scan"); :func:`resolve` says which engine runs and why, and the training log prints it.
 
 A new engine is one module with ``run_layer`` and ``supports`` plus one :data:`ENGINES` entry.
 """
@@ -27,7 +30,7 @@ import jax.numpy as jnp
 
 from lstmjax._checks import require_choice, require_positive_int
 from lstmjax.cells import LayerCell, check_layer_arguments, mask_state
-from lstmjax.engines import auto, fused
+from lstmjax.engines import auto, cudnn, fused, native
 from lstmjax.engines.loop import (
     GENERIC_ENGINES,
     bidirectional,
@@ -46,14 +49,15 @@ class EngineSpec:
     Attributes:
       run_layer: ``run_layer(cell, params, carry, xs, *, lengths, reverse, resets, state_mask,
         unroll) -> (carry, ys)`` on time-major, checked arguments.
-      supports: ``supports(cell, *, lengths, reverse, resets, state_mask) -> None`` if the engine
-        runs that cell with those options (each a bool: given or not), else the reason why not.
-      summary: one line for the docs and the benchmarks.
+      supports: ``supports(cell, *, backend, lengths, reverse, resets, state_mask) -> None`` if
+        the engine runs that cell with those options (each a bool: given or not) on that JAX
+        backend (``"cpu"``, ``"gpu"``, ...), else the reason why not.
+      fallback: the engine that runs what this one cannot (None: this one runs everything).
     """
 
     run_layer: Callable[..., tuple[Any, Array]]
     supports: Callable[..., str | None]
-    summary: str
+    fallback: str | None
 
 
 def _generic(engine: str) -> Callable[..., tuple[Any, Array]]:
@@ -81,20 +85,16 @@ def _supports_all(cell: Any, **options: Any) -> None:
 
 
 ENGINES: dict[str, EngineSpec] = {
-    "scan": EngineSpec(_generic("scan"), _supports_all,
-                       "lax.scan over the cell's step (input matmul inside the loop); any cell"),
-    "static": EngineSpec(_generic("static"), _supports_all,
-                         "Python loop over the T steps (static_rnn); program grows with T"),
-    "fused": EngineSpec(fused.run_layer, fused.supports,
-                        "input matmul hoisted out of the loop, hand-written backward pass with "
-                        "the weight gradients after the loop (cuDNN's formulation)"),
+    "scan": EngineSpec(_generic("scan"), _supports_all, None),
+    "static": EngineSpec(_generic("static"), _supports_all, None),
+    "fused": EngineSpec(fused.run_layer, fused.supports, "scan"),
+    "native": EngineSpec(native.run_layer, native.supports, "fused"),
+    "cudnn": EngineSpec(cudnn.run_layer, cudnn.supports, "fused"),
 }
 """The engine registry: name -> :class:`EngineSpec`. ``"auto"`` is not an engine but a choice
 among these (:func:`resolve`)."""
 
 ENGINE_NAMES: tuple[str, ...] = ("auto", *ENGINES)
-FALLBACK = "scan"
-"""The engine that runs a cell or option a layer engine does not support (it supports all)."""
 
 
 class EngineChoice(NamedTuple):
@@ -112,24 +112,28 @@ def resolve(cell: Any, engine: str = "auto", *, unroll: int = 1, num_steps: int,
             state_mask: bool = False) -> EngineChoice:
     """The engine and unroll that :func:`run_layer` uses for ``cell`` on ``[T, B]`` inputs.
 
-    ``"auto"`` consults :func:`lstmjax.engines.auto.choose`; a named engine that does not support
-    the cell or one of the options (``lengths`` ... ``state_mask``: whether they are given) falls
-    back to ``"scan"``, with the reason. ``backend`` defaults to ``jax.default_backend()``.
+    ``"auto"`` consults :func:`lstmjax.engines.auto.choose` among the engines that support the
+    cell and options (``lengths`` ... ``state_mask``: whether they are given). A named engine that
+    does not support them hands the layer to its :attr:`EngineSpec.fallback`, and so on down the
+    chain ("native" -> "fused" -> "scan"), with each reason in the returned ``reason``.
+    ``backend`` defaults to ``jax.default_backend()``.
     """
     require_choice("engine", engine, ENGINE_NAMES)
     require_positive_int("unroll", unroll)
-    options = {"lengths": lengths, "reverse": reverse, "resets": resets, "state_mask": state_mask}
+    options = {"backend": backend or jax.default_backend(), "lengths": lengths,
+               "reverse": reverse, "resets": resets, "state_mask": state_mask}
     if engine == "auto":
         candidates = [name for name, spec in ENGINES.items() if spec.supports(cell, **options) is None]
-        engine, unroll, reason = auto.choose(cell, backend=backend or jax.default_backend(),
+        engine, unroll, reason = auto.choose(cell, backend=options["backend"],
                                              num_steps=num_steps, batch_size=batch_size,
-                                             candidates=candidates, fallback=FALLBACK)
+                                             candidates=candidates)
         return EngineChoice(engine, unroll, f"auto: {reason}")
-    why_not = ENGINES[engine].supports(cell, **options)
-    if why_not is not None:
-        return EngineChoice(FALLBACK, unroll,
-                            f"{engine} cannot run {cell!r} ({why_not}): {FALLBACK} instead")
-    return EngineChoice(engine, unroll, "requested")
+    reasons = []
+    while (why_not := ENGINES[engine].supports(cell, **options)) is not None:
+        fallback = ENGINES[engine].fallback
+        reasons.append(f"{engine} cannot run {cell!r} ({why_not}): {fallback} instead")
+        engine = fallback
+    return EngineChoice(engine, unroll, "; ".join(reasons) or "requested")
 
 
 def run_layer(

@@ -1,0 +1,123 @@
+"""Engine "native" (one FFI call per direction): equal to "scan" on outputs, final carries and
+gradients (parameters, inputs, initial carry) in a covering design over its cells, option sets,
+T in {1, 7, 35}, jit and vmap; its hand-written backward pass against float64 finite
+differences; what it does not run falls back to "fused" with the reason, also when the kernel
+was not built. The TF1 fixtures run through it in tests/test_convert.py."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import assert_trees_close, random_cell_inputs
+from jax.test_util import check_grads
+from test_layer_engines import BATCH, FEATURES, _loss, _options, _problem, _value_and_grad
+
+import lstmjax
+from lstmjax import GRU, LSTM, LayerNormLSTM, SimpleRNN
+from lstmjax.engines import native
+
+needs_kernel = pytest.mark.skipif(native.available() is not None,
+                                  reason=f"native engine unavailable: {native.available()}")
+
+CELLS = {
+    "lstm": LSTM(4),
+    "lstm-clip": LSTM(4, forget_bias=0.0, cell_clip=0.5),
+    "gru": GRU(4),
+    "gru-reset-after": GRU(4, reset_after=True),
+    "rnn": SimpleRNN(4),
+}
+# Every cell, every option set, each T and both transforms appear at least once.
+COVERING = [  # (cell, options, T, transform)
+    ("lstm", "plain", 35, "jit"),
+    ("lstm-clip", "resets-reverse-dropout", 7, "vmap"),
+    ("gru", "lengths-reverse", 7, "jit"),
+    ("gru-reset-after", "resets-lengths", 1, "jit"),
+    ("rnn", "resets-reverse-dropout", 7, "jit"),
+    ("gru-reset-after", "plain", 7, "vmap"),
+]
+
+
+@needs_kernel
+@pytest.mark.parametrize(("name", "options", "steps", "transform"), COVERING)
+def test_native_equals_scan(name, options, steps, transform, rng):
+    cell = CELLS[name]
+    reverse, arrays = _options(options, cell, rng, steps=steps)
+    if transform == "jit":
+        problem = _problem(cell, rng, steps=steps)
+        expected = _value_and_grad(cell, "scan", reverse)(*problem, arrays)
+        actual = _value_and_grad(cell, "native", reverse)(*problem, arrays)
+    else:  # two independent problems under jax.vmap, parameters shared
+        params, carry, xs, weights = _problem(cell, rng, steps=steps)
+        carries = jax.tree.map(lambda a: jnp.stack([a, -a]), carry)
+        xs, weights = jnp.stack([xs, xs[::-1]]), jnp.stack([weights, weights])
+        axes = (None, 0, 0, 0, None)
+
+        def run(engine):
+            return jax.vmap(_value_and_grad(cell, engine, reverse), in_axes=axes)(
+                params, carries, xs, weights, arrays)
+
+        expected, actual = run("scan"), run("native")
+    assert lstmjax.resolve(cell, "native", num_steps=steps, batch_size=BATCH).engine == "native"
+    assert_trees_close(actual, expected, rtol=1e-5, atol=2e-6, err_msg=f"{name} {options}")
+
+
+@needs_kernel
+def test_native_remat_chunks_change_nothing(rng):
+    cell = CELLS["lstm-clip"]
+    problem = _problem(cell, rng, steps=6)
+    reverse, arrays = _options("resets-lengths", cell, rng, steps=6)
+    expected = _value_and_grad(cell, "native", reverse)(*problem, arrays)
+    actual = _value_and_grad(cell, "native", reverse, remat_chunk=4)(*problem, arrays)
+    assert_trees_close(actual, expected, rtol=1e-6, atol=1e-7)
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", ["lstm-clip", "gru", "gru-reset-after", "rnn"])
+def test_native_backward_matches_finite_differences_in_float64(name, rng):
+    """The kernel's float64 instantiation, every option at once, against central differences."""
+    with jax.enable_x64(True):
+        cell = dataclasses.replace(CELLS[name], param_dtype=jnp.float64, dtype=jnp.float64)
+        if name == "lstm-clip":  # a clip that some, not all, cell states reach
+            cell = dataclasses.replace(cell, cell_clip=0.3)
+        params, carry, xs = jax.tree.map(
+            lambda a: jnp.asarray(a, jnp.float64),
+            random_cell_inputs(cell, rng, batch=BATCH, steps=5, features=FEATURES))
+        weights = jnp.asarray(rng.normal(size=(5, BATCH, cell.output_size)), jnp.float64)
+        resets = jnp.asarray([[False, False, True]] * 2 + [[True, False, False]] * 3)
+        mask = jnp.asarray(rng.random((BATCH, cell.output_size)) + 0.5, jnp.float64)
+        arrays = {"lengths": jnp.array([5, 3, 4], jnp.int32), "resets": resets, "state_mask": mask}
+        assert lstmjax.resolve(cell, "native", num_steps=5, batch_size=BATCH).engine == "native"
+
+        def loss(params, carry, xs):
+            return _loss(cell, "native", True, 1, None, params, carry, xs, weights, arrays)[0]
+
+        check_grads(jax.jit(loss), (params, carry, xs), order=1, modes=["rev"],
+                    atol=1e-7, rtol=1e-7, eps=1e-6)
+
+
+@pytest.mark.parametrize(("cell", "why"), [
+    (LSTM(4, use_peepholes=True), "no peepholes or projection"),
+    (LSTM(4, proj_size=2), "no peepholes or projection"),
+    (LayerNormLSTM(4), "no native kernel for LayerNormLSTM"),
+    (LSTM(4, dtype=jnp.bfloat16), "float32 or float64, not bfloat16"),
+])
+def test_what_native_cannot_run_falls_back_to_fused(cell, why):
+    choice = lstmjax.resolve(cell, "native", num_steps=5, batch_size=2, backend="cpu")
+    assert choice.engine == "fused" and why in choice.reason and "fused instead" in choice.reason
+    gpu = lstmjax.resolve(LSTM(4), "native", num_steps=5, batch_size=2, backend="gpu")
+    assert gpu.engine == "fused" and "a CPU kernel" in gpu.reason
+
+
+def test_unbuilt_kernel_is_listed_and_says_why(monkeypatch, rng):
+    """Without the compiled kernel (no C++ compiler at install), "native" stays a valid engine
+    name, resolves to "fused" with the reason, and runs."""
+    monkeypatch.setattr(native, "_library",
+                        lambda: native._Library(None, "the native kernel was not built"))
+    cell = LSTM(4)
+    choice = lstmjax.resolve(cell, "native", num_steps=3, batch_size=BATCH, backend="cpu")
+    assert choice.engine == "fused" and "the native kernel was not built" in choice.reason
+    params, carry, xs = random_cell_inputs(cell, rng, batch=BATCH, steps=3, features=FEATURES)
+    assert_trees_close(lstmjax.run_layer(cell, params, carry, xs, engine="native"),
+                       lstmjax.run_layer(cell, params, carry, xs, engine="fused"), rtol=0, atol=0)
