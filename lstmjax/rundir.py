@@ -3,6 +3,9 @@
 Layout of a run directory (``workdir``)::
 
     config.json     the resolved Config (``Config.to_dict``), written when a run starts
+    engines.json    what engine="auto" chose for each layer shape the run resolved (a train
+                    step's layers, evaluation's), as ``lstmjax.engines.auto.pinned`` yields it:
+                    ``{"<cell> I=.. B=.. T=..": {"engine", "unroll", "reason"}}``
     vocab.json      the vocabulary (``Vocab.to_json``)
     metrics.jsonl   one JSON record per log line, validation and test pass (lstmjax.metrics)
     checkpoints/    lstmjax.checkpoint.Checkpoints; each step saves the payload below
@@ -15,7 +18,9 @@ the run's config and vocabulary, the validation loss that ranks the step, or nul
 Resume rules: a run started in a directory that holds one must use the same config, except the
 fields marked resumable on the config dataclasses (``lstmjax.config.resumable_fields``: how long
 to run, how often to report, where files are, and how the same model is computed) and
-``model.vocab_size``, which training sets from the corpus; and the same vocabulary.
+``model.vocab_size``, which training sets from the corpus; and the same vocabulary. A run resumed
+with engine="auto" reuses the choices in engines.json (the same programs: bit-exact resume); a
+named engine replaces them.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from lstmjax.config import Config, resumable_fields
 from lstmjax.data import Position, Vocab
 
 CONFIG_FILE = "config.json"
+ENGINES_FILE = "engines.json"
 VOCAB_FILE = "vocab.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
@@ -43,6 +49,7 @@ class RunDirectory:
     def __init__(self, workdir: str | pathlib.Path):
         self.path = pathlib.Path(workdir)
         self.config_file = self.path / CONFIG_FILE
+        self.engines_file = self.path / ENGINES_FILE
         self.vocab_file = self.path / VOCAB_FILE
         self.metrics_file = self.path / METRICS_FILE
         self.checkpoints_dir = self.path / CHECKPOINTS_DIR
@@ -67,6 +74,30 @@ class RunDirectory:
         """Write config.json and vocab.json (the directory must exist)."""
         self.vocab_file.write_text(vocab.to_json())
         self.config_file.write_text(json.dumps(config.to_dict(), indent=2))
+
+    def read_engines(self) -> dict[str, dict[str, Any]] | None:
+        """The engine choices saved by :meth:`write_engines`; None if there are none.
+
+        Raises:
+          ValueError: engines.json is not such a file.
+        """
+        if not self.engines_file.exists():
+            return None
+        try:
+            choices = json.loads(self.engines_file.read_text())
+            valid = isinstance(choices, dict) and all(
+                isinstance(c, dict) and {"engine", "unroll", "reason"} <= set(c)
+                for c in choices.values())
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ValueError(f"{self.engines_file} is not a file of engine choices; delete it to "
+                             'let engine="auto" choose again')
+        return choices
+
+    def write_engines(self, choices: dict[str, dict[str, Any]]) -> None:
+        """Write engines.json: what engine="auto" chose, by layer shape."""
+        self.engines_file.write_text(json.dumps(choices, indent=2, sort_keys=True))
 
     def checkpoints(self, config: Config) -> Checkpoints:
         """The run's checkpoints, keeping ``train.keep_checkpoints`` steps besides the best."""

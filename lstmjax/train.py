@@ -24,6 +24,7 @@ from lstmjax import metrics as metrics_lib
 from lstmjax import rundir
 from lstmjax.config import Config
 from lstmjax.data import load_corpus, require_windows, stream
+from lstmjax.engines import auto
 from lstmjax.model import resolve_engines
 from lstmjax.parallel import is_primary, max_over_processes
 from lstmjax.preemption import Interrupted, StopRequests
@@ -43,11 +44,12 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
           print_fn=None) -> dict[str, Any]:
     """Train (or resume) the run in ``workdir``; return the final validation (and test) metrics.
 
-    ``workdir`` receives ``config.json``, ``vocab.json``, ``metrics.jsonl``, ``checkpoints/``
-    and the trainer lock ``train.lock`` (one trainer per directory). A run that finds
-    checkpoints there continues from the newest intact one exactly. Nothing is written to
-    ``workdir`` until the request has been checked against what is there (config, vocabulary,
-    checkpoint layout, step count).
+    ``workdir`` receives ``config.json``, ``vocab.json``, ``metrics.jsonl``, ``checkpoints/``,
+    ``engines.json`` (with ``model.engine="auto"``: what it chose) and the trainer lock
+    ``train.lock`` (one trainer per directory). A run that finds checkpoints there continues from
+    the newest intact one exactly, with the engines it chose before unless another is named.
+    Nothing is written to ``workdir`` until the request has been checked against what is there
+    (config, vocabulary, checkpoint layout, step count).
 
     SIGINT and SIGTERM stop the run after the current step with a checkpoint saved and
     :class:`lstmjax.preemption.Interrupted` raised (see :mod:`lstmjax.preemption`).
@@ -90,7 +92,7 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
         f"{signal.Signals(signum).name} again: exiting now; the checkpoints already in "
         f"{directory.checkpoints_dir} are intact (a save in progress is discarded)"))
     lock = RunLock(workdir) if primary else contextlib.nullcontext()
-    with stop, lock, directory.checkpoints(config) as checkpoints:
+    with stop, lock, directory.checkpoints(config) as checkpoints, contextlib.ExitStack() as scope:
         directory.check_request(config, corpus.vocab, checkpoints)
         resuming = checkpoints.latest_step() is not None
         run = setup(config, steps_per_epoch=steps_per_epoch,
@@ -105,8 +107,20 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
         if primary:
             directory.write(config, corpus.vocab)
         log = metrics_lib.MetricsLog(directory.metrics_file if primary else None)
+        choosing = config.model.engine == "auto"
+        # engine="auto": each layer shape keeps its first choice for the run, and a resumed run
+        # the choices it saved (the same programs as before: bit-exact); a named engine wins
+        chosen = scope.enter_context(auto.pinned(
+            directory.read_engines() if choosing and resuming else None,
+            source=str(directory.engines_file)))
         engine = describe_engines(config.model, batch_size=settings.batch_size,
                                   seq_len=settings.seq_len)
+
+        def write_engines():
+            if primary and choosing:
+                directory.write_engines(chosen)
+
+        write_engines()
         for line in _header(config, corpus, workdir, state, position, steps_per_epoch,
                             total_steps, engine, run.placement):
             print_fn(line)
@@ -138,6 +152,7 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
             return result
 
         def save(step, position, carry, state, metric=None, force=False):
+            write_engines()  # with the evaluation's choices, made since the run started
             whole_carry = run.placement.put(carry, run.placement.replicated)
             rundir.save(checkpoints, step, state, whole_carry, position, config, corpus.vocab,
                         valid_loss=metric, force=force)

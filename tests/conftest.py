@@ -2,7 +2,8 @@
 broadcasts in the library; every test gets its own seed, derived from its name (set
 LSTMJAX_TEST_SEED to draw a different family of inputs). XLA's optimizations are turned down, as
 in flax's example tests, and compiled programs are cached on disk: compiling dominates this
-suite's time on a CPU."""
+suite's time on a CPU. engine="auto" takes the committed table (LSTMJAX_AUTO=table): no test
+measures engines unless it asks to (tests/test_auto.py)."""
 
 import os
 import zlib
@@ -11,6 +12,8 @@ import jax
 import numpy as np
 import pytest
 from helpers import COMPILATION_CACHE
+
+os.environ["LSTMJAX_AUTO"] = "table"  # read at each choice; trainer subprocesses inherit it
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")

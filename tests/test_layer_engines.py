@@ -89,8 +89,9 @@ def test_static_equals_scan_with_resets(name, rng):
 
 
 def test_every_registered_engine_is_covered():
-    """The equivalence tests above name "fused" and "static"; a new engine must join them."""
-    assert set(ENGINES) == {"scan", "static", "fused"}
+    """The equivalence tests above name "fused" and "static", tests/test_native.py and
+    tests/test_cudnn.py the others; a new engine must join them."""
+    assert set(ENGINES) == {"scan", "static", "fused", "native", "cudnn"}
 
 
 @pytest.mark.parametrize("engine", ["scan", "fused"])
@@ -258,14 +259,16 @@ def test_layer_engine_falls_back_to_scan_and_says_why():
     np.testing.assert_allclose(scanned[1][0], first, rtol=1e-6)
 
 
-def test_auto_is_measured_on_cpu_and_says_so_elsewhere():
+def test_auto_says_what_it_chose_and_why():
+    """The test suite turns measuring off (conftest.py): "auto" takes the committed table
+    (measuring, the cache and the off switch: tests/test_auto.py)."""
     cell = LSTM(8)
     cpu = lstmjax.resolve(cell, "auto", num_steps=20, batch_size=4, backend="cpu")
-    assert cpu.engine in ENGINES and "measured on cpu, H=8" in cpu.reason
+    assert cpu.engine in ENGINES and "LSTMJAX_AUTO=table: cpu LSTM H=8" in cpu.reason
     large = lstmjax.resolve(LSTM(650), "auto", num_steps=35, batch_size=20, backend="cpu")
     assert large.engine == "fused"  # the CPU table's row for H > 200
     tpu = lstmjax.resolve(cell, "auto", num_steps=20, batch_size=4, backend="tpu")
-    assert "no measurement on tpu" in tpu.reason
+    assert "no row for LSTM on tpu" in tpu.reason
     assert lstmjax.resolve(BareCell(), "auto", num_steps=20, batch_size=4).engine == "scan"
     assert lstmjax.resolve(cell, "scan", unroll=3, num_steps=20, batch_size=4) == (
         "scan", 3, "requested")
