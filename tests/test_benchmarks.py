@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from benchmarks import compile_time, devices, kernels, memory, peers, plot, report, throughput
+from benchmarks import (compile_time, devices, kernels, memory, peers, plot, report, throughput,
+                        xla_options)
 from benchmarks.shapes import QUICK_SHAPES
 from lstmjax.engines import ENGINE_NAMES
 from lstmjax.model import resolve_engines
@@ -162,3 +163,20 @@ def test_devices_quick_splits_the_batch_over_simulated_devices(folder):
     with pytest.raises(SystemExit):  # 6 streams do not split over 4 devices
         devices.main(["--quick", "--batch", "6", "--devices", "4"])
     assert devices.default_device_counts({"backend": "gpu", "visible_devices": 6}) == [1, 2, 4]
+
+
+def test_xla_options_quick_compares_each_option_set_with_the_default(tmp_path):
+    record = xla_options.main(["--quick", "--out", str(tmp_path / "xla_options.json")])
+    rows = {(row["engine"], row["mode"], row["options"]): row for row in record["rows"]}
+    options = [name for name in xla_options.DEFAULT_OPTION_SETS
+               if name not in xla_options.ISOLATED]
+    assert set(rows) == {(engine, mode, name) for engine in xla_options.ENGINES
+                         for mode in xla_options.MODES for name in options}
+    for (engine, mode, name), row in rows.items():
+        assert row["min_s"] > 0 and row["baseline"] == "default"
+        # the control option changes nothing; Eigen dots takes the dots out of YNN fusions
+        assert row["hlo_identical_to_baseline"] == (name != "Eigen dots")
+        assert (row["hlo"]["ynn_fusion"] == 0) == (name == "Eigen dots")
+        assert row["max_abs_difference_to_baseline"] < 1e-4
+    assert json.loads((tmp_path / "xla_options.json").read_text())["rows"] == record["rows"]
+    assert "| quick | fused | forward | Eigen dots | changed | 2/0/0 |" in xla_options.table(record)
