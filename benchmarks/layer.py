@@ -11,7 +11,13 @@ machine, ratios to ``scan``:
 * ``hoisted autodiff``: the fused engine's forward (input matmul before the loop) differentiated
   by JAX, without its custom VJP;
 * ``fused``: engine "fused" (custom VJP: weight gradients as one matmul each after the loop);
+* ``native``: engine "native" (the fused algorithm with each direction's loop one C++ FFI call);
+* ``cudnn``: engine "cudnn" (cuDNN's LSTM through ``jax.experimental.rnn``; NVIDIA GPUs);
 * ``torch nn.LSTM``: the same layer in torch (oneDNN's fused RNN on CPU), when torch imports.
+
+Each row has the forward pass alone (``fwd``: the layer's outputs, no gradient; torch under
+``no_grad``) and forward + backward (``fwd+bwd``), medians of the timed calls, with the ratios
+to ``scan`` and to torch of the same run.
 
     python -m benchmarks.layer                      # the issue's shapes, results/<backend>/layer.json
     python -m benchmarks.layer --quick              # seconds
@@ -29,20 +35,23 @@ import numpy as np
 from benchmarks import report
 
 SHAPES = {  # name: (B, T, I, H)
+    "text8 layer": (64, 10, 128, 128),
     "ptb-medium layer": (20, 35, 650, 650),
     "anna-char layer": (100, 100, 512, 512),
     "ptb-small layer": (20, 20, 200, 200),
     "long-seq layer": (32, 1000, 256, 256),
 }
 QUICK_SHAPES = {"quick layer": (2, 5, 3, 4)}
-VARIANTS = ("scan", "scan split-transpose", "hoisted autodiff", "fused", "torch nn.LSTM")
+VARIANTS = ("scan", "scan split-transpose", "hoisted autodiff", "fused", "native", "cudnn",
+            "torch nn.LSTM")
+ENGINE_VARIANTS = ("scan", "fused", "native", "cudnn")  # run through lstmjax.run_layer
 
 
 def _layer_loss(variant: str, cell, params, carry, xs, weights):
     from lstmjax import engines
     from lstmjax.engines import fused
 
-    if variant in ("scan", "fused"):
+    if variant in ENGINE_VARIANTS:
         _, ys = engines.run_layer(cell, params, carry, xs, engine=variant)
     elif variant == "hoisted autodiff":
         split = cell.cast_weights(cell.layer_weights(params))
@@ -54,30 +63,36 @@ def _layer_loss(variant: str, cell, params, carry, xs, weights):
     return jnp.sum(ys * weights)
 
 
-def _jax_step(variant: str, shape: tuple[int, int, int, int], seed: int = 0):
-    from lstmjax import LSTM
+def _jax_step(variant: str, shape: tuple[int, int, int, int], cell_name: str = "lstm",
+              seed: int = 0):
+    """``(forward, forward_backward)``: each runs one call and waits for its result."""
+    from lstmjax import CELLS, resolve
 
     batch, steps, features, hidden = shape
-    cell = LSTM(hidden, forget_bias=0.0)
+    cell = CELLS[cell_name](hidden)
+    if variant in ENGINE_VARIANTS:
+        choice = resolve(cell, variant, num_steps=steps, batch_size=batch)
+        if choice.engine != variant:
+            raise report.Unavailable(choice.reason)
     rng = np.random.default_rng(seed)
     params = cell.init(jax.random.key(seed), features)
     carry = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), jnp.float32),
                          cell.zero_carry(batch))
     xs = jnp.asarray(rng.normal(size=(steps, batch, features)), jnp.float32)
     weights = jnp.asarray(rng.normal(size=(steps, batch, hidden)), jnp.float32)
-    grad = jax.jit(jax.grad(functools.partial(_layer_loss, variant, cell), argnums=(0, 1, 2)))
-
-    def step():
-        jax.block_until_ready(grad(params, carry, xs, weights))
-
-    return step
+    loss = functools.partial(_layer_loss, variant, cell)
+    forward, grad = jax.jit(loss), jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+    return (lambda: jax.block_until_ready(forward(params, carry, xs, weights)),
+            lambda: jax.block_until_ready(grad(params, carry, xs, weights)))
 
 
-def _torch_step(shape: tuple[int, int, int, int], seed: int = 0):
+def _torch_step(shape: tuple[int, int, int, int], cell_name: str = "lstm", seed: int = 0):
     try:
         import torch
     except ImportError as error:
         raise report.Unavailable("torch is not installed") from error
+    if cell_name != "lstm":
+        raise report.Unavailable("the torch row is an LSTM")
     batch, steps, features, hidden = shape
     torch.manual_seed(seed)
     lstm = torch.nn.LSTM(features, hidden)
@@ -85,23 +100,31 @@ def _torch_step(shape: tuple[int, int, int, int], seed: int = 0):
     state = tuple(torch.randn(1, batch, hidden, requires_grad=True) for _ in range(2))
     weights = torch.randn(steps, batch, hidden)
 
-    def step():
+    def forward():
+        with torch.no_grad():
+            lstm(xs, state)
+
+    def forward_backward():
         lstm.zero_grad()
         ys, _ = lstm(xs, state)
         (ys * weights).sum().backward()
 
-    return step
+    return forward, forward_backward
 
 
-def measure(shape_name: str, variant: str, *, warmup: int, steps: int) -> dict:
+def measure(shape_name: str, variant: str, *, warmup: int, steps: int,
+            cell: str = "lstm") -> dict:
     jax.config.update("jax_default_matmul_precision", "highest")
     shape = {**SHAPES, **QUICK_SHAPES}[shape_name]
-    row = {"shape": shape_name, "variant": variant}
+    row = {"shape": shape_name, "variant": variant, "cell": cell}
     try:
-        step = _torch_step(shape) if variant.startswith("torch") else _jax_step(variant, shape)
+        forward, step = (_torch_step(shape, cell) if variant.startswith("torch")
+                         else _jax_step(variant, shape, cell))
     except report.Unavailable as why:
         return {**row, "unavailable": str(why)}
-    return {**row, **report.time_steps(step, warmup=warmup, steps=steps)}
+    forward_times = report.time_steps(forward, warmup=warmup, steps=steps)
+    return {**row, **report.time_steps(step, warmup=warmup, steps=steps),
+            "forward": forward_times, "median_forward_s": forward_times["median_step_s"]}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -109,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="a tiny layer, two steps: seconds")
     parser.add_argument("--shapes", nargs="+", default=None, help=f"subset of {list(SHAPES)}")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--cell", default="lstm", help="a key of lstmjax.CELLS (default lstm)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=15, help="timed steps (the median is kept)")
     parser.add_argument("--out", default=None, help="JSON path (default results/<backend>/)")
@@ -119,9 +143,11 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for shape_name in shapes:
         for variant in args.variants:
-            rows.append(measure(shape_name, variant, warmup=args.warmup, steps=args.steps))
+            rows.append(measure(shape_name, variant, warmup=args.warmup, steps=args.steps,
+                                cell=args.cell))
             row = rows[-1]
-            timing = row.get("unavailable") or f"{row['median_step_s'] * 1e3:9.2f} ms fwd+bwd"
+            timing = row.get("unavailable") or (f"{row['median_forward_s'] * 1e3:9.2f} ms fwd "
+                                                f"{row['median_step_s'] * 1e3:9.2f} ms fwd+bwd")
             print(f"{shape_name:18s} {variant:22s} {timing}", flush=True)
     record = {"benchmark": "layer", "environment": report.environment(),
               "precision": "float32 (jax_default_matmul_precision=highest)",
@@ -134,17 +160,27 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def table(record: dict) -> str:
-    """Markdown: median ms per (shape, variant) and the speed-up over ``scan`` in the same run."""
-    scan = {row["shape"]: row["median_step_s"] for row in record["rows"]
-            if row["variant"] == "scan" and "median_step_s" in row}
+    """Markdown: median ms per (shape, variant), forward and forward + backward, and the speed-ups
+    over ``scan`` and over torch in the same run (a ratio > 1 is faster than that row)."""
+
+    def medians(variant):
+        return {row["shape"]: (row["median_forward_s"], row["median_step_s"])
+                for row in record["rows"] if row["variant"] == variant and "median_step_s" in row}
+
+    scan, torch = medians("scan"), medians("torch nn.LSTM")
     rows = []
     for row in record["rows"]:
         if "median_step_s" not in row:
-            rows.append([row["shape"], row["variant"], None, None, row["unavailable"]])
+            rows.append([row["shape"], row["variant"], None, None, None, None, None, None,
+                         row["unavailable"]])
             continue
-        speedup = scan[row["shape"]] / row["median_step_s"] if row["shape"] in scan else None
-        rows.append([row["shape"], row["variant"], row["median_step_s"] * 1e3, speedup, ""])
-    return report.markdown_table(["shape", "variant", "fwd+bwd ms", "x scan", "note"], rows)
+        times = (row["median_forward_s"], row["median_step_s"])
+        ratios = [peer[row["shape"]][k] / times[k] if row["shape"] in peer else None
+                  for peer in (scan, torch) for k in (0, 1)]
+        rows.append([row["shape"], row["variant"], times[0] * 1e3, times[1] * 1e3, *ratios, ""])
+    return report.markdown_table(["shape", "variant", "fwd ms", "fwd+bwd ms", "fwd x scan",
+                                  "fwd+bwd x scan", "fwd x torch", "fwd+bwd x torch", "note"],
+                                 rows)
 
 
 if __name__ == "__main__":

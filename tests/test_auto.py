@@ -176,12 +176,12 @@ def test_a_resumed_run_reuses_the_saved_choice_unless_an_engine_is_named(tmp_pat
         train(config, tmp_path, progress=False, print_fn=lines.append)
         return next(line for line in lines if line.startswith("engine: "))
 
-    assert run(2) == "engine: scan unroll=1 (auto: scan unroll=1 (table, LSTMJAX_AUTO=table: " \
-                     "cpu LSTM H=16))"
+    first = run(2)
+    assert first.startswith("engine: ") and "(table, LSTMJAX_AUTO=table: " in first
     engines_file = tmp_path / "engines.json"
     saved = json.loads(engines_file.read_text())
     train_shape = next(key for key in saved if key.endswith(" B=4 T=8"))
-    assert saved[train_shape]["engine"] == "scan"
+    assert first.startswith(f"engine: {saved[train_shape]['engine']} ")
     # as if a measurement had chosen fused when the run started
     engines_file.write_text(json.dumps({key: {**choice, "engine": "fused"}
                                         for key, choice in saved.items()}))

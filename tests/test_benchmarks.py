@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from benchmarks import (compile_time, devices, kernels, memory, peers, plot, report, throughput,
-                        xla_options)
+from benchmarks import (auto_table, compile_time, devices, kernels, memory, peers, plot, report,
+                        throughput, xla_options)
 from benchmarks.shapes import QUICK_SHAPES
 from lstmjax.engines import ENGINE_NAMES
 from lstmjax.model import resolve_engines
@@ -180,3 +180,16 @@ def test_xla_options_quick_compares_each_option_set_with_the_default(tmp_path):
         assert row["max_abs_difference_to_baseline"] < 1e-4
     assert json.loads((tmp_path / "xla_options.json").read_text())["rows"] == record["rows"]
     assert "| quick | fused | forward | Eigen dots | changed | 2/0/0 |" in xla_options.table(record)
+
+
+def test_auto_table_quick_measures_and_derives_the_table_rows(tmp_path):
+    """auto's probe on two tiny shapes: every candidate timed, the choice the fastest per step,
+    and the rows of auto.MEASURED derived from the choices (the last one open-ended)."""
+    record = auto_table.main(["--quick", "--out", str(tmp_path / "auto_table.json")])
+    for row in record["rows"]:
+        assert set(row["ms_per_step"]) >= {"scan", "fused"}
+        fastest = min(row["ms_per_step"], key=row["ms_per_step"].get)
+        assert fastest.split()[0] == row["engine"]
+    assert record["table"]["LSTM"][-1][0] == 10**9
+    assert "| lstm | quick-char |" in auto_table.table(record)
+

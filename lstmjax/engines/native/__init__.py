@@ -14,7 +14,7 @@ over its thread pool, waits), about 100-250 µs a step whatever the step's work
   for the TF1 GRU) for the previous state's cotangent; after it, XLA computes ``dW_h``,
   ``dW_x``, the biases and ``dxs`` as one matmul or sum each over the ``T * B`` rows.
 
-Saved for the backward pass: the activations ``[T, B, G]`` (in ``x_proj``'s buffer), the
+Saved for the backward pass: the activations ``[T * B, G]`` (in ``x_proj``'s buffer), the
 recurrent matmul's operand per step ``[T, B, H]`` and one more ``[T, B, H]`` array per cell (the
 LSTM's cell state entering each step; the cuDNN-form GRU's ``h @ W_hn + b_hn``; the TF1 GRU's
 ``r * h``).
@@ -165,7 +165,9 @@ def _forward(cell, reverse, weights, carry, xs, valid, resets, mask):
     dtype = jnp.dtype(cell.dtype)
     steps, batch = xs.shape[:2]
     hidden = cell.hidden_size
-    x_proj = cell.matmul(xs, weights.input_kernel)  # [T, B, G]: one matmul over the T * B rows
+    # [T * B, G]: one matmul over the T * B rows, kept 2-D (XLA copies an aliased operand that
+    # reaches the call through a reshape)
+    x_proj = cell.matmul(xs.reshape(steps * batch, -1), weights.input_kernel)
     w1, w2, rbias = _kernels(cell, weights)
     h0, c0 = _carry_parts(cell, carry)
     sequence = jax.ShapeDtypeStruct((steps, batch, hidden), dtype)
@@ -210,7 +212,7 @@ def _backward(cell, reverse, residuals, cotangents):
         valid, resets, mask, cell=np.int32(kind), reverse=np.int32(reverse),
         cell_clip=np.float64(getattr(cell, "cell_clip", None) or -1.0))
 
-    def rows(a):  # [T, B, F] -> [T * B, F]
+    def rows(a):  # [T, B, F] (or [T * B, F]) -> [T * B, F]
         return a.reshape(-1, a.shape[-1])
 
     def weight_grad(lhs, d_out, like):  # lhs^T @ d_out over the T * B rows
@@ -222,13 +224,13 @@ def _backward(cell, reverse, residuals, cotangents):
         d_rec = {"gates": weight_grad(h_in, d_gates[..., :2 * hidden], rec["gates"]),
                  "candidate": weight_grad(aux, d_gates[..., 2 * hidden:], rec["candidate"])}
     elif kind == _GRU_RESET_AFTER:
-        d_out = jnp.concatenate([d_gates[..., :2 * hidden], d_hn], axis=-1)
+        d_out = jnp.concatenate([d_gates[..., :2 * hidden], rows(d_hn)], axis=-1)
         d_rec = {"hidden": weight_grad(h_in, d_out, rec["hidden"])}
         bias = weights.other["candidate_recurrent_bias"]
         other["candidate_recurrent_bias"] = jnp.sum(rows(d_hn), axis=0).astype(bias.dtype)
     else:
         d_rec = {"kernel": weight_grad(h_in, d_gates, rec["kernel"])}
-    d_gate_rows = rows(d_gates)
+    d_gate_rows = d_gates  # [T * B, G]
     d_weights = LayerWeights(
         input_kernel=weight_grad(xs, d_gates, weights.input_kernel),
         input_bias=jnp.sum(d_gate_rows, axis=0).astype(weights.input_bias.dtype),

@@ -4,14 +4,18 @@
 // The engine's Python side (lstmjax/engines/native/__init__.py) documents the contract; in
 // short, with row-major arrays, T steps, B sequences, H units and G gate columns:
 //
-//   forward(x_proj[T,B,G], bias[G], w1, w2, rbias, h0[B,H], c0, valid[T,B], resets[T,B], mask)
-//     -> acts[T,B,G] (x_proj's buffer, aliased), ys[T,B,H], h[B,H], c, h_in[T,B,H], aux[T,B,H]
+//   forward(x_proj[T*B,G], bias[G], w1, w2, rbias, h0[B,H], c0, valid[T,B], resets[T,B], mask)
+//     -> acts[T*B,G] (x_proj's buffer, aliased), ys[T,B,H], h[B,H], c, h_in[T,B,H], aux[T,B,H]
 //   backward(acts, h_in, aux, w1, w2, d_ys[T,B,H], d_h[B,H], d_c, valid, resets, mask)
-//     -> d_gates[T,B,G] (acts's buffer, aliased), d_h0[B,H], d_c0, d_aux[T,B,H]
+//     -> d_gates[T*B,G] (acts's buffer, aliased), d_h0[B,H], d_c0, d_aux[T,B,H]
+//
+// The gate buffers are two-dimensional, as the matmuls before and after the calls make and use
+// them: XLA copies an aliased operand that reaches the call through a reshape.
 //
 // An optional operand or result is an empty array ([0]); `valid`, `resets` and `mask` are the
 // engines' lengths, resets and recurrent-dropout mask. Per step the forward pass does one GEMM
-// (two for the TF1 GRU) into the gate buffer, then the gate math in one pass over the rows; the
+// (two for the TF1 GRU) added to x_proj's step into the gate buffer, then the gate math in one
+// pass over the rows; the
 // backward pass does the gate math's derivative in place, then the GEMM that sends the gate
 // cotangents back to the previous state. The weight gradients are not accumulated here: the
 // caller computes them after the loop as one GEMM each from `h_in`, `aux` and `d_gates`.
@@ -119,12 +123,12 @@ struct VectorOf<double> {
 template <typename T>
 using Vector = typename VectorOf<T>::type;
 
-// C[0:R, 0:cols] (+)= A[0:R, 0:K] @ [panel_0 ... panel_{P-1}] (P adjacent panels, the last one
-// `cols` wide), with R * P independent vector accumulators: per k, P vector loads of the panels
-// and R broadcasts of A feed R * P fused multiply-adds.
+// C[0:R, 0:cols] = [base +] A[0:R, 0:K] @ [panel_0 ... panel_{P-1}] (P adjacent panels, the last
+// one `cols` wide; base, if given, laid out as C), with R * P independent vector accumulators:
+// per k, P vector loads of the panels and R broadcasts of A feed R * P fused multiply-adds.
 template <typename T, int R, int P>
 void panel_product(const T* __restrict a, int64_t lda, const T* const* panels, int64_t depth,
-                   T* __restrict c, int64_t ldc, bool accumulate, int64_t cols) {
+                   const T* base, T* c, int64_t ldc, int64_t cols) {
   constexpr int64_t W = Panels<T>::kWidth;
   Vector<T> acc[R][P] = {};
   const T* __restrict p0 = panels[0];
@@ -141,17 +145,18 @@ void panel_product(const T* __restrict a, int64_t lda, const T* const* panels, i
   for (int r = 0; r < R; ++r) {
     for (int q = 0; q < P; ++q) {
       T* row = c + r * ldc + q * W;
+      const T* from = base ? base + r * ldc + q * W : nullptr;
       const int64_t width = q == P - 1 ? cols : W;
       if (width == W) {
         Vector<T> out = acc[r][q];
-        if (accumulate) {
-          Vector<T> old;
-          std::memcpy(&old, row, sizeof(old));
-          out += old;
+        if (from) {
+          Vector<T> add;
+          std::memcpy(&add, from, sizeof(add));
+          out += add;
         }
         std::memcpy(row, &out, sizeof(out));
       } else {
-        for (int64_t k = 0; k < width; ++k) row[k] = accumulate ? row[k] + acc[r][q][k] : acc[r][q][k];
+        for (int64_t k = 0; k < width; ++k) row[k] = from ? from[k] + acc[r][q][k] : acc[r][q][k];
       }
     }
   }
@@ -166,39 +171,40 @@ constexpr int64_t kRowBlock = 3;
 #endif
 
 template <typename T, int P>
-void panel_rows(int64_t m, const T* a, int64_t lda, const T* const* panels, int64_t depth, T* c,
-                int64_t ldc, bool accumulate, int64_t cols) {
+void panel_rows(int64_t m, const T* a, int64_t lda, const T* const* panels, int64_t depth,
+                const T* base, T* c, int64_t ldc, int64_t cols) {
   for (int64_t r = 0; r < m; r += kRowBlock) {
     const T* ar = a + r * lda;
+    const T* br = base ? base + r * ldc : nullptr;
     T* cr = c + r * ldc;
     switch (std::min<int64_t>(kRowBlock, m - r)) {
-      case 8: panel_product<T, 8, P>(ar, lda, panels, depth, cr, ldc, accumulate, cols); break;
-      case 7: panel_product<T, 7, P>(ar, lda, panels, depth, cr, ldc, accumulate, cols); break;
-      case 6: panel_product<T, 6, P>(ar, lda, panels, depth, cr, ldc, accumulate, cols); break;
-      case 5: panel_product<T, 5, P>(ar, lda, panels, depth, cr, ldc, accumulate, cols); break;
-      case 4: panel_product<T, 4, P>(ar, lda, panels, depth, cr, ldc, accumulate, cols); break;
-      case 3: panel_product<T, 3, P>(ar, lda, panels, depth, cr, ldc, accumulate, cols); break;
-      case 2: panel_product<T, 2, P>(ar, lda, panels, depth, cr, ldc, accumulate, cols); break;
-      default: panel_product<T, 1, P>(ar, lda, panels, depth, cr, ldc, accumulate, cols);
+      case 8: panel_product<T, 8, P>(ar, lda, panels, depth, br, cr, ldc, cols); break;
+      case 7: panel_product<T, 7, P>(ar, lda, panels, depth, br, cr, ldc, cols); break;
+      case 6: panel_product<T, 6, P>(ar, lda, panels, depth, br, cr, ldc, cols); break;
+      case 5: panel_product<T, 5, P>(ar, lda, panels, depth, br, cr, ldc, cols); break;
+      case 4: panel_product<T, 4, P>(ar, lda, panels, depth, br, cr, ldc, cols); break;
+      case 3: panel_product<T, 3, P>(ar, lda, panels, depth, br, cr, ldc, cols); break;
+      case 2: panel_product<T, 2, P>(ar, lda, panels, depth, br, cr, ldc, cols); break;
+      default: panel_product<T, 1, P>(ar, lda, panels, depth, br, cr, ldc, cols);
     }
   }
 }
 
-// C[:, group g's units u] (+)= A[M, K] @ panels, C pointing at column 0 of group g; the panels
-// two at a time.
+// C[:, group g's units u] = [base +] A[M, K] @ panels, C (and base) pointing at column 0 of
+// group g; the panels two at a time.
 template <typename T>
-void product(int64_t m, const T* a, int64_t lda, const Panels<T>& p, int g, Units u, T* c,
-             int64_t ldc, bool accumulate) {
+void product(int64_t m, const T* a, int64_t lda, const Panels<T>& p, int g, Units u,
+             const T* base, T* c, int64_t ldc) {
   constexpr int64_t W = Panels<T>::kWidth;
   for (int64_t j = u.begin / W; j * W < u.end; j += 2) {
     const T* panels[2] = {p.panel(g, j), nullptr};
     if ((j + 1) * W < u.end) {
       panels[1] = p.panel(g, j + 1);
-      panel_rows<T, 2>(m, a, lda, panels, p.depth, c + j * W, ldc, accumulate,
-                       std::min(W, u.end - (j + 1) * W));
+      panel_rows<T, 2>(m, a, lda, panels, p.depth, base ? base + j * W : nullptr, c + j * W,
+                       ldc, std::min(W, u.end - (j + 1) * W));
     } else {
-      panel_rows<T, 1>(m, a, lda, panels, p.depth, c + j * W, ldc, accumulate,
-                       std::min(W, u.end - j * W));
+      panel_rows<T, 1>(m, a, lda, panels, p.depth, base ? base + j * W : nullptr, c + j * W,
+                       ldc, std::min(W, u.end - j * W));
     }
   }
 }
@@ -512,17 +518,18 @@ void lstm_row_backward(T* __restrict a, const T* __restrict c_in, const T* __res
   }
 }
 
-// GRU, cuDNN form. a: input pre-activations in, r, u, n out; rec: h_in @ W_hidden; rbias: the
-// candidate's recurrent bias; hn (out): rec_n + rbias, kept for the backward pass.
+// GRU, cuDNN form. x: the input's pre-activations (may be a itself); a: r, u, n out; rec: h_in @ W_hidden; rbias:
+// the candidate's recurrent bias; hn (out): rec_n + rbias, kept for the backward pass.
 template <typename T>
-void gru_after_row(T* __restrict a, const T* __restrict bias, const T* __restrict rec,
+void gru_after_row(const T* x, T* a, const T* __restrict bias,
+                   const T* __restrict rec,
                    const T* __restrict rbias, const T* __restrict h_in, T* __restrict hn,
                    T* __restrict h, T* __restrict y, int64_t n, int64_t H) {
   for (int64_t k = 0; k < n; ++k) {
-    const T r = sigmoid_(a[k] + bias[k] + rec[k]);
-    const T u = sigmoid_(a[H + k] + bias[H + k] + rec[H + k]);
+    const T r = sigmoid_(x[k] + bias[k] + rec[k]);
+    const T u = sigmoid_(x[H + k] + bias[H + k] + rec[H + k]);
     const T hc = rec[2 * H + k] + rbias[k];
-    const T c = tanh_(a[2 * H + k] + bias[2 * H + k] + r * hc);
+    const T c = tanh_(x[2 * H + k] + bias[2 * H + k] + r * hc);
     const T h_new = u * h_in[k] + (T(1) - u) * c;
     a[k] = r, a[H + k] = u, a[2 * H + k] = c;
     hn[k] = hc, h[k] = h_new, y[k] = h_new;
@@ -555,7 +562,8 @@ struct Forward {
   Layer<T> layer;
   int32_t cell;
   T forget_bias, clip;
-  T* acts;          // [T, B, G]: x_proj in, activations out
+  const T* x_proj;  // [T, B, G]: the input's pre-activations (bias not added)
+  T* acts;          // [T, B, G]: the activations
   const T* bias;    // [G]
   const T* w1;      // LSTM, RNN: [H, G]; GRU-after: [H, 3H]; GRU: [H, 2H]
   const T* w2;      // GRU: [H, H]
@@ -608,26 +616,27 @@ struct Forward {
     return true;
   }
 
-  // The products' columns of units u of every gate: out[:, g * H + u] (+)= lhs @ w[:, g * H + u],
-  // from w's panels.
-  void gate_columns(const Panels<T>& panels, Units u, const T* lhs, bool accumulate, T* out,
+  // The products' columns of units u of every gate: out[:, g * H + u] = [base[:, g * H + u] +]
+  // lhs @ w[:, g * H + u], from w's panels.
+  void gate_columns(const Panels<T>& panels, Units u, const T* lhs, const T* base, T* out,
                     int64_t ldo) const {
     const int64_t B = layer.batch, H = layer.hidden;
     for (int g = 0; g < panels.groups; ++g) {
-      product(B, lhs, H, panels, g, u, out + g * H, ldo, accumulate);
+      product(B, lhs, H, panels, g, u, base ? base + g * H : nullptr, out + g * H, ldo);
     }
   }
 
   void step(int64_t t, Units u) {
     const int64_t B = layer.batch, H = layer.hidden, G = layer.gates, n = u.size();
     T* a = acts + t * B * G;
+    const T* xp = x_proj + t * B * G;
     const T* hin = h_in + t * B * H;
     T* x = aux ? aux + t * B * H : nullptr;
     T* y = ys + t * B * H;
     const int64_t k0 = u.begin;
     switch (cell) {
       case kLSTM:
-        gate_columns(w1_panels, u, hin, true, a, G);
+        gate_columns(w1_panels, u, hin, xp, a, G);
         for (int64_t b = 0; b < B; ++b) {
           if (skip(t, b, u)) continue;
           lstm_row(a + b * G + k0, bias + k0, c + b * H + k0, h + b * H + k0, y + b * H + k0, n,
@@ -635,15 +644,15 @@ struct Forward {
         }
         break;
       case kGRUResetAfter:
-        gate_columns(w1_panels, u, hin, false, rec.data(), G);
+        gate_columns(w1_panels, u, hin, nullptr, rec.data(), G);
         for (int64_t b = 0; b < B; ++b) {
           if (skip(t, b, u)) continue;
-          gru_after_row(a + b * G + k0, bias + k0, rec.data() + b * G + k0, rbias + k0,
+          gru_after_row(xp + b * G + k0, a + b * G + k0, bias + k0, rec.data() + b * G + k0, rbias + k0,
                         hin + b * H + k0, x + b * H + k0, h + b * H + k0, y + b * H + k0, n, H);
         }
         break;
       case kGRU:  // the candidate, after gru_gates' phase
-        gate_columns(w2_panels, u, x, true, a + 2 * H, G);
+        gate_columns(w2_panels, u, x, xp + 2 * H, a + 2 * H, G);
         for (int64_t b = 0; b < B; ++b) {
           if (skip(t, b, u)) continue;
           T* ab = a + b * G + k0;
@@ -658,7 +667,7 @@ struct Forward {
         }
         break;
       case kRNN:
-        gate_columns(w1_panels, u, hin, true, a, H);
+        gate_columns(w1_panels, u, hin, xp, a, H);
         for (int64_t b = 0; b < B; ++b) {
           if (skip(t, b, u)) continue;
           T *ab = a + b * H + k0, *hb = h + b * H + k0, *yb = y + b * H + k0;
@@ -675,7 +684,7 @@ struct Forward {
     T* a = acts + t * B * G;
     const T* hin = h_in + t * B * H;
     T* rh = aux + t * B * H;
-    gate_columns(w1_panels, u, hin, true, a, G);
+    gate_columns(w1_panels, u, hin, x_proj + t * B * G, a, G);
     for (int64_t b = 0; b < B; ++b) {
       T* ab = a + b * G + k0;
       const T* hb = hin + b * H + k0;
@@ -786,7 +795,7 @@ struct Backward {
     T* a = acts + t * B * G;
     const T* hin = h_in + t * B * H;
     T* d_rh = dh_rec.data();
-    product(B, a + 2 * H, G, w2_panels, 0, u, d_rh, H, false);  // d(r * h_in) = d_n @ W_n^T
+    product(B, a + 2 * H, G, w2_panels, 0, u, static_cast<const T*>(nullptr), d_rh, H);  // d(r * h_in) = d_n @ W_n^T
     for (int64_t b = 0; b < B; ++b) {
       if (!layer.is_valid(t, b)) continue;
       T* ab = a + b * G + k0;
@@ -804,7 +813,7 @@ struct Backward {
     const int64_t B = layer.batch, H = layer.hidden, G = layer.gates;
     const T* a = acts + t * B * G;
     const T* lhs = cell == kGRUResetAfter ? drec.data() : a;
-    product(B, lhs, G, w1_panels, 0, u, dh_rec.data(), H, false);
+    product(B, lhs, G, w1_panels, 0, u, static_cast<const T*>(nullptr), dh_rec.data(), H);
     layer.leave(t, u, dh_rec.data(), direct.empty() ? nullptr : direct.data(), dh,
                 cell == kLSTM ? dc : nullptr);
   }
@@ -828,13 +837,16 @@ bool optional_shape(ffi::AnyBuffer buffer, std::initializer_list<int64_t> dims) 
   return buffer.element_count() == 0 || has_shape(buffer, dims);
 }
 
-ffi::Error check_layer(int32_t cell, ffi::AnyBuffer acts, ffi::AnyBuffer valid,
-                       ffi::AnyBuffer resets, ffi::AnyBuffer mask, int64_t hidden) {
-  auto dims = acts.dimensions();
-  if (dims.size() != 3) return check(false, "the gate buffer must be [T, B, G]");
-  const int64_t steps = dims[0], batch = dims[1];
+// `sequence` is a [T, B, H] operand or result (ys, d_ys); the gate buffer is [T * B, G].
+ffi::Error check_layer(int32_t cell, ffi::AnyBuffer acts, ffi::AnyBuffer sequence,
+                       ffi::AnyBuffer valid, ffi::AnyBuffer resets, ffi::AnyBuffer mask) {
+  auto dims = sequence.dimensions();
+  if (dims.size() != 3) return check(false, "ys must be [T, B, H]");
+  const int64_t steps = dims[0], batch = dims[1], hidden = dims[2];
   if (cell < kLSTM || cell > kRNN) return check(false, "unknown cell kind");
-  if (dims[2] != gate_count(cell) * hidden) return check(false, "G must be the cell's gates * H");
+  if (!has_shape(acts, {steps * batch, gate_count(cell) * hidden})) {
+    return check(false, "the gate buffer must be [T * B, G] with G the cell's gates * H");
+  }
   if (acts.element_type() != ffi::F32 && acts.element_type() != ffi::F64) {
     return check(false, "float32 or float64 only");
   }
@@ -846,15 +858,15 @@ ffi::Error check_layer(int32_t cell, ffi::AnyBuffer acts, ffi::AnyBuffer valid,
 }
 
 template <typename T>
-Layer<T> layer_of(ffi::AnyBuffer acts, int64_t hidden, int32_t reverse, ffi::AnyBuffer valid,
-                  ffi::AnyBuffer resets, ffi::AnyBuffer mask) {
-  auto dims = acts.dimensions();
-  return Layer<T>{dims[0], dims[1], hidden, dims[2], reverse != 0,
+Layer<T> layer_of(ffi::AnyBuffer acts, ffi::AnyBuffer sequence, int32_t reverse,
+                  ffi::AnyBuffer valid, ffi::AnyBuffer resets, ffi::AnyBuffer mask) {
+  auto dims = sequence.dimensions();
+  return Layer<T>{dims[0], dims[1], dims[2], acts.dimensions()[1], reverse != 0,
                   data_or_null<bool>(valid), data_or_null<bool>(resets), data_or_null<T>(mask)};
 }
 
 template <typename T>
-ffi::Error forward(ffi::AnyBuffer bias, ffi::AnyBuffer w1, ffi::AnyBuffer w2,
+ffi::Error forward(ffi::AnyBuffer x_proj, ffi::AnyBuffer bias, ffi::AnyBuffer w1, ffi::AnyBuffer w2,
                    ffi::AnyBuffer rbias, ffi::AnyBuffer h0, ffi::AnyBuffer c0,
                    ffi::AnyBuffer valid, ffi::AnyBuffer resets, ffi::AnyBuffer mask,
                    ffi::Result<ffi::AnyBuffer> acts, ffi::Result<ffi::AnyBuffer> ys,
@@ -862,11 +874,11 @@ ffi::Error forward(ffi::AnyBuffer bias, ffi::AnyBuffer w1, ffi::AnyBuffer w2,
                    ffi::Result<ffi::AnyBuffer> h_in, ffi::Result<ffi::AnyBuffer> aux,
                    int32_t cell, int32_t reverse, double forget_bias, double cell_clip) {
   const int64_t H = h0.dimensions().back();
-  Forward<T> run{layer_of<T>(*acts, H, reverse, valid, resets, mask), cell, T(forget_bias),
-                 T(cell_clip), data_or_null<T>(*acts), data_or_null<T>(bias),
-                 data_or_null<T>(w1), data_or_null<T>(w2), data_or_null<T>(rbias),
+  Forward<T> run{layer_of<T>(*acts, *ys, reverse, valid, resets, mask), cell, T(forget_bias),
+                 T(cell_clip), data_or_null<T>(x_proj), data_or_null<T>(*acts),
+                 data_or_null<T>(bias), data_or_null<T>(w1), data_or_null<T>(w2), data_or_null<T>(rbias),
                  data_or_null<T>(*ys), data_or_null<T>(*h), data_or_null<T>(*c),
-                 data_or_null<T>(*h_in), data_or_null<T>(*aux), {}};
+                 data_or_null<T>(*h_in), data_or_null<T>(*aux), {}, {}, {}};
   const int64_t BH = run.layer.batch * H;
   if (BH) {
     std::memcpy(run.h, h0.untyped_data(), BH * sizeof(T));
@@ -886,14 +898,10 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x_proj, ffi::AnyBuffer bias, ffi::AnyBuffe
                        ffi::Result<ffi::AnyBuffer> c, ffi::Result<ffi::AnyBuffer> h_in,
                        ffi::Result<ffi::AnyBuffer> aux, int32_t cell, int32_t reverse,
                        double forget_bias, double cell_clip) {
-  const int64_t H = h0.dimensions().back();
-  if (auto error = check_layer(cell, x_proj, valid, resets, mask, H); error.failure()) {
+  if (auto error = check_layer(cell, x_proj, *ys, valid, resets, mask); error.failure()) {
     return error;
   }
-  if (x_proj.untyped_data() != acts->untyped_data()) {  // not aliased (XLA may decline)
-    std::memcpy(acts->untyped_data(), x_proj.untyped_data(), x_proj.size_bytes());
-  }
-  auto args = std::forward_as_tuple(bias, w1, w2, rbias, h0, c0, valid, resets, mask, acts, ys,
+  auto args = std::forward_as_tuple(x_proj, bias, w1, w2, rbias, h0, c0, valid, resets, mask, acts, ys,
                                     h, c, h_in, aux, cell, reverse, forget_bias, cell_clip);
   if (x_proj.element_type() == ffi::F32) return std::apply(forward<float>, args);
   return std::apply(forward<double>, args);
@@ -908,11 +916,11 @@ ffi::Error backward(ffi::AnyBuffer h_in, ffi::AnyBuffer aux, ffi::AnyBuffer w1,
                     ffi::Result<ffi::AnyBuffer> d_aux, int32_t cell, int32_t reverse,
                     double cell_clip) {
   const int64_t H = d_h.dimensions().back();
-  Backward<T> run{layer_of<T>(*d_gates, H, reverse, valid, resets, mask), cell, T(cell_clip),
+  Backward<T> run{layer_of<T>(*d_gates, d_ys, reverse, valid, resets, mask), cell, T(cell_clip),
                   data_or_null<T>(*d_gates), data_or_null<T>(h_in), data_or_null<T>(aux),
                   data_or_null<T>(w1), data_or_null<T>(w2), data_or_null<T>(d_ys),
                   data_or_null<T>(*d_h0), data_or_null<T>(*d_c0), data_or_null<T>(*d_aux),
-                  {}, {}, {}, {}};
+                  {}, {}, {}, {}, {}, {}};
   const int64_t BH = run.layer.batch * H;
   if (BH) {
     std::memcpy(run.dh, d_h.untyped_data(), BH * sizeof(T));
@@ -931,8 +939,7 @@ ffi::Error BackwardImpl(ffi::AnyBuffer acts, ffi::AnyBuffer h_in, ffi::AnyBuffer
                         ffi::Result<ffi::AnyBuffer> d_gates, ffi::Result<ffi::AnyBuffer> d_h0,
                         ffi::Result<ffi::AnyBuffer> d_c0, ffi::Result<ffi::AnyBuffer> d_aux,
                         int32_t cell, int32_t reverse, double cell_clip) {
-  const int64_t H = d_h.dimensions().back();
-  if (auto error = check_layer(cell, acts, valid, resets, mask, H); error.failure()) {
+  if (auto error = check_layer(cell, acts, d_ys, valid, resets, mask); error.failure()) {
     return error;
   }
   if (acts.untyped_data() != d_gates->untyped_data()) {
