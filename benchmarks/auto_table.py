@@ -13,8 +13,10 @@ is off) is read from: per backend and cell, the engine chosen at each hidden siz
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 
 import jax
 
@@ -40,6 +42,24 @@ def measure(cell_name: str, shape, backend: str) -> dict:
             "B": shape.batch_size, "T": shape.seq_len, "candidates": candidates,
             "engine": engine, "unroll": unroll, "reason": reason,
             "ms_per_step": entry.get("ms_per_step", {}), "measure_s": entry.get("measure_s")}
+
+
+@contextlib.contextmanager
+def measuring() -> Iterator[None]:
+    """Within it, ``auto`` measures (``LSTMJAX_AUTO=measure``) into an empty cache of its own
+    (``LSTMJAX_CACHE_DIR``, a temporary directory); both variables are restored after it."""
+    names = ("LSTMJAX_AUTO", "LSTMJAX_CACHE_DIR")
+    before = {name: os.environ.get(name) for name in names}
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ.update(dict(zip(names, ("measure", cache))))
+        try:
+            yield
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def table_rows(rows: list[dict]) -> dict[str, list[tuple[int, str, int]]]:
@@ -74,8 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     shapes = QUICK_SHAPES if args.quick else SHAPES
     backend = jax.default_backend()
     rows = []
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["LSTMJAX_CACHE_DIR"], os.environ["LSTMJAX_AUTO"] = cache, "measure"
+    with measuring():
         for cell_name in cells:
             for shape in shapes.values():
                 rows.append(measure(cell_name, shape, backend))

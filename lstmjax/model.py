@@ -51,9 +51,11 @@ def resolve_engines(config: ModelConfig, *, batch_size: int, seq_len: int,
                     train: bool = True) -> list[engines.EngineChoice]:
     """The engine each layer runs for ``[batch_size, seq_len]`` windows (the run log prints it)."""
     state_mask = train and config.recurrent_dropout > 0
+    cells = make_cells(config)
+    input_sizes = [config.input_size, *(cell.output_size for cell in cells[:-1])]
     return [engines.resolve(cell, config.engine, unroll=config.unroll, num_steps=seq_len,
-                            batch_size=batch_size, state_mask=state_mask)
-            for cell in make_cells(config)]
+                            batch_size=batch_size, input_size=input_size, state_mask=state_mask)
+            for cell, input_size in zip(cells, input_sizes)]
 
 
 def zero_carry(config: ModelConfig, batch_size: int) -> tuple[Any, ...]:

@@ -5,6 +5,7 @@ measurement processes compile with XLA's optimizations turned down, as the rest 
 """
 
 import json
+import os
 
 import pytest
 
@@ -192,4 +193,5 @@ def test_auto_table_quick_measures_and_derives_the_table_rows(tmp_path):
         assert fastest.split()[0] == row["engine"]
     assert record["table"]["LSTM"][-1][0] == 10**9
     assert "| lstm | quick-char |" in auto_table.table(record)
+    assert os.environ.get("LSTMJAX_AUTO") == "table"  # restored for the tests that follow
 

@@ -243,7 +243,7 @@ def test_remat_applies_to_training_only_and_changes_nothing(rng):
     "overrides, message",
     [
         (dict(cell="lstmish"), r"cell must be one of \('lstm', 'gru', 'rnn', 'ln_lstm'\), got 'lstmish'"),
-        (dict(engine="dynamic_rnn"), r"engine must be one of \('auto', 'scan', 'static', 'fused'\)"),
+        (dict(engine="dynamic_rnn"), r"engine must be one of \('auto', 'scan', 'static', 'fused', 'native', 'cudnn'\)"),
         (dict(hidden_size=0), "hidden_size must be a positive int, got 0"),
         (dict(num_layers=0), "num_layers must be a positive int"),
         (dict(dropout=1.0), r"dropout is a drop probability in \[0, 1\), got 1.0"),

@@ -107,8 +107,8 @@ class EngineChoice(NamedTuple):
 
 
 def resolve(cell: Any, engine: str = "auto", *, unroll: int = 1, num_steps: int,
-            batch_size: int, backend: str | None = None, lengths: bool = False,
-            reverse: bool = False, resets: bool = False,
+            batch_size: int, input_size: int | None = None, backend: str | None = None,
+            lengths: bool = False, reverse: bool = False, resets: bool = False,
             state_mask: bool = False) -> EngineChoice:
     """The engine and unroll that :func:`run_layer` uses for ``cell`` on ``[T, B]`` inputs.
 
@@ -116,7 +116,8 @@ def resolve(cell: Any, engine: str = "auto", *, unroll: int = 1, num_steps: int,
     cell and options (``lengths`` ... ``state_mask``: whether they are given). A named engine that
     does not support them hands the layer to its :attr:`EngineSpec.fallback`, and so on down the
     chain ("native" -> "fused" -> "scan"), with each reason in the returned ``reason``.
-    ``backend`` defaults to ``jax.default_backend()``.
+    ``input_size`` (I, for "auto"'s measurement) defaults to the cell's output size (a stacked
+    layer's); ``backend`` defaults to ``jax.default_backend()``.
     """
     require_choice("engine", engine, ENGINE_NAMES)
     require_positive_int("unroll", unroll)
@@ -126,7 +127,7 @@ def resolve(cell: Any, engine: str = "auto", *, unroll: int = 1, num_steps: int,
         candidates = [name for name, spec in ENGINES.items() if spec.supports(cell, **options) is None]
         engine, unroll, reason = auto.choose(cell, backend=options["backend"],
                                              num_steps=num_steps, batch_size=batch_size,
-                                             candidates=candidates)
+                                             candidates=candidates, input_size=input_size)
         return EngineChoice(engine, unroll, f"auto: {reason}")
     reasons = []
     while (why_not := ENGINES[engine].supports(cell, **options)) is not None:
@@ -194,7 +195,7 @@ def run_layer(
     if state_mask is not None:
         state_mask = jax.lax.stop_gradient(state_mask)
     choice = resolve(cell, engine, unroll=unroll, num_steps=num_steps, batch_size=batch_size,
-                     lengths=lengths is not None, reverse=reverse, resets=resets is not None,
+                     input_size=xs.shape[-1], lengths=lengths is not None, reverse=reverse, resets=resets is not None,
                      state_mask=state_mask is not None)
     layer = ENGINES[choice.engine].run_layer
     options = {"reverse": reverse, "state_mask": state_mask, "unroll": choice.unroll}

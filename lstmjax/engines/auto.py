@@ -75,14 +75,18 @@ BUDGET_S = 1.0
 outlasts its share is not called again, that call's time counts (compiling, once per candidate,
 comes on top)."""
 
-# backend -> cell class -> [(largest hidden size, engine, unroll), ...] from that backend's
-# throughput runs (benchmarks/results/<backend>/throughput.json, python -m benchmarks.throughput;
-# numbers and command in benchmarks/results/README.md). CPU, LSTM, best of two rounds: fused over
-# scan 1.17x at H=256 (long-seq), 1.05-1.15x at 512 (anna-char), 1.37x at 650 (ptb-medium),
-# 2.03x at 1500 (ptb-large); at H=128 (text8-char) and 200 (ptb-small) fused did not beat scan
-# (0.98x, 0.87x) and unroll=4 did not help either. No other cell or backend was measured.
+# backend -> cell class -> [(largest hidden size, engine, unroll), ...]: what measuring chose on
+# that backend at the recipe shapes (python -m benchmarks.auto_table, whose JSON has the
+# per-engine times: benchmarks/results/<backend>/auto_table.json; command in
+# benchmarks/results/README.md), the choices by hidden size. GPU: one NVIDIA H200, jax 0.11.2,
+# LSTM and GRU only.
 MEASURED: dict[str, dict[str, list[tuple[int, str, int]]]] = {
     "cpu": {"LSTM": [(200, "scan", 1), (10**9, "fused", 1)]},
+    "gpu": {
+        "LSTM": [(128, "scan", 4), (200, "fused", 1), (256, "scan", 4), (650, "fused", 1),
+                 (10**9, "cudnn", 1)],
+        "GRU": [(200, "scan", 4), (10**9, "fused", 1)],
+    },
 }
 
 _MEMO: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}  # (file, key) -> (entry, status)
