@@ -95,13 +95,15 @@ def test_a_corrupt_cache_file_is_measured_over_and_rewritten(measuring, probes, 
 
 def test_the_off_switch_and_failures_take_the_table_and_say_why(measuring, probes, monkeypatch):
     monkeypatch.setenv(auto.MODE_VARIABLE, "table")
-    assert _choose(LSTM(650)) == ("fused", 1, "fused unroll=1 (table, LSTMJAX_AUTO=table: cpu "
-                                                "LSTM H=650)")
-    assert _choose(LSTM(8)) == ("scan", 1, "scan unroll=1 (table, LSTMJAX_AUTO=table: cpu LSTM "
-                                           "H=8)")
-    assert _choose(GRU(650))[2] == ("scan unroll=1 (table, LSTMJAX_AUTO=table: no row for GRU on "
-                                    "cpu)")
-    assert _choose(LSTM(650), candidates=["scan"])[:2] == ("scan", 1)  # fused cannot run it
+    assert _choose(LSTM(1500)) == ("fused", 1, "fused unroll=1 (table, LSTMJAX_AUTO=table: cpu "
+                                                 "LSTM H=1500)")
+    assert _choose(LSTM(8), candidates=["scan", "native"]) == (
+        "native", 1, "native unroll=1 (table, LSTMJAX_AUTO=table: cpu LSTM H=8)")
+    engine, _, reason = _choose(LSTM(8))  # the table's native cannot run it: scan
+    assert engine == "scan" and "native cannot run LSTM(" in reason
+    assert _choose(GRU(650), backend="tpu")[2] == ("scan unroll=1 (table, LSTMJAX_AUTO=table: no "
+                                                   "row for GRU on tpu)")
+    assert _choose(LSTM(1500), candidates=["scan"])[:2] == ("scan", 1)  # fused cannot run it
     monkeypatch.setenv(auto.MODE_VARIABLE, "sometimes")
     with pytest.raises(ValueError, match=r"LSTMJAX_AUTO='sometimes' is not one of \('measure', "
                                          r"'table'\)"):

@@ -265,8 +265,8 @@ def test_auto_says_what_it_chose_and_why():
     cell = LSTM(8)
     cpu = lstmjax.resolve(cell, "auto", num_steps=20, batch_size=4, backend="cpu")
     assert cpu.engine in ENGINES and "LSTMJAX_AUTO=table: cpu LSTM H=8" in cpu.reason
-    large = lstmjax.resolve(LSTM(650), "auto", num_steps=35, batch_size=20, backend="cpu")
-    assert large.engine == "fused"  # the CPU table's row for H > 200
+    large = lstmjax.resolve(LSTM(1500), "auto", num_steps=35, batch_size=20, backend="cpu")
+    assert large.engine == "fused"  # the CPU table's row for H > 650
     tpu = lstmjax.resolve(cell, "auto", num_steps=20, batch_size=4, backend="tpu")
     assert "no row for LSTM on tpu" in tpu.reason
     assert lstmjax.resolve(BareCell(), "auto", num_steps=20, batch_size=4).engine == "scan"

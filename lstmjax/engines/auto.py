@@ -78,10 +78,15 @@ comes on top)."""
 # backend -> cell class -> [(largest hidden size, engine, unroll), ...]: what measuring chose on
 # that backend at the recipe shapes (python -m benchmarks.auto_table, whose JSON has the
 # per-engine times: benchmarks/results/<backend>/auto_table.json; command in
-# benchmarks/results/README.md), the choices by hidden size. GPU: one NVIDIA H200, jax 0.11.2,
-# LSTM and GRU only.
+# benchmarks/results/README.md), the choices by hidden size. CPU: 2-core AMD EPYC (AVX-512),
+# jax 0.10.2, every cell; GPU: one NVIDIA H200, jax 0.11.2, LSTM and GRU only.
 MEASURED: dict[str, dict[str, list[tuple[int, str, int]]]] = {
-    "cpu": {"LSTM": [(200, "scan", 1), (10**9, "fused", 1)]},
+    "cpu": {
+        "LSTM": [(650, "native", 1), (10**9, "fused", 1)],
+        "GRU": [(200, "fused", 1), (10**9, "native", 1)],
+        "SimpleRNN": [(512, "native", 1), (650, "fused", 1), (10**9, "native", 1)],
+        "LayerNormLSTM": [(128, "scan", 4), (10**9, "fused", 1)],
+    },
     "gpu": {
         "LSTM": [(128, "scan", 4), (200, "fused", 1), (256, "scan", 4), (650, "fused", 1),
                  (10**9, "cudnn", 1)],

@@ -58,7 +58,8 @@ _FORWARD, _BACKWARD = "lstmjax_recurrence_forward", "lstmjax_recurrence_backward
 
 
 class _Library(NamedTuple):
-    """The loaded kernel (None) or why it could not be loaded (``error``)."""
+    """The loaded kernel's ``path``, or (``path`` None) the ``error`` that says why there is
+    none."""
 
     path: pathlib.Path | None
     error: str | None
@@ -97,6 +98,7 @@ def available() -> str | None:
 
 
 def _kind(cell: Any) -> int | None:
+    """The kernel's cell kind for ``cell`` (these classes exactly, not subclasses), else None."""
     if type(cell) is LSTM:
         return _LSTM
     if type(cell) is GRU:
