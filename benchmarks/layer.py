@@ -63,6 +63,18 @@ def _layer_loss(variant: str, cell, params, carry, xs, weights):
     return jnp.sum(ys * weights)
 
 
+def layer_inputs(cell, batch: int, steps: int, features: int, seed: int = 0):
+    """``(params, carry, xs, weights)`` for one layer of ``cell``: random parameters, a random
+    non-zero carry, ``xs: float32[T, B, I]`` and the loss's fixed random ``weights: [T, B, P]``."""
+    rng = np.random.default_rng(seed)
+    params = cell.init(jax.random.key(seed), features)
+    carry = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), jnp.float32),
+                         cell.zero_carry(batch))
+    xs = jnp.asarray(rng.normal(size=(steps, batch, features)), jnp.float32)
+    weights = jnp.asarray(rng.normal(size=(steps, batch, cell.output_size)), jnp.float32)
+    return params, carry, xs, weights
+
+
 def _jax_step(variant: str, shape: tuple[int, int, int, int], cell_name: str = "lstm",
               seed: int = 0):
     """``(forward, forward_backward)``: each runs one call and waits for its result."""
@@ -74,12 +86,7 @@ def _jax_step(variant: str, shape: tuple[int, int, int, int], cell_name: str = "
         choice = resolve(cell, variant, num_steps=steps, batch_size=batch)
         if choice.engine != variant:
             raise report.Unavailable(choice.reason)
-    rng = np.random.default_rng(seed)
-    params = cell.init(jax.random.key(seed), features)
-    carry = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), jnp.float32),
-                         cell.zero_carry(batch))
-    xs = jnp.asarray(rng.normal(size=(steps, batch, features)), jnp.float32)
-    weights = jnp.asarray(rng.normal(size=(steps, batch, hidden)), jnp.float32)
+    params, carry, xs, weights = layer_inputs(cell, batch, steps, features, seed)
     loss = functools.partial(_layer_loss, variant, cell)
     forward, grad = jax.jit(loss), jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
     return (lambda: jax.block_until_ready(forward(params, carry, xs, weights)),

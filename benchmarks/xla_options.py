@@ -34,7 +34,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import layer, report
@@ -80,13 +79,7 @@ def _inputs(shape: tuple[int, int, int], seed: int = 0):
 
     batch, steps, hidden = shape
     cell = LSTM(hidden, forget_bias=0.0)
-    rng = np.random.default_rng(seed)
-    params = cell.init(jax.random.key(seed), hidden)
-    carry = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), jnp.float32),
-                         cell.zero_carry(batch))
-    xs = jnp.asarray(rng.normal(size=(steps, batch, hidden)), jnp.float32)
-    weights = jnp.asarray(rng.normal(size=(steps, batch, hidden)), jnp.float32)
-    return cell, (params, carry, xs, weights)
+    return cell, layer.layer_inputs(cell, batch, steps, hidden, seed)
 
 
 def _function(cell, engine: str, mode: str):

@@ -43,7 +43,10 @@ def probes(monkeypatch):
     return calls
 
 
-def _choose(cell=LSTM(8), candidates=("scan", "static", "fused"), **shape):
+SMALL = LSTM(8)
+
+
+def _choose(cell=SMALL, candidates=("scan", "static", "fused"), **shape):
     shape = {"backend": "cpu", "num_steps": 20, "batch_size": 4, **shape}
     return auto.choose(cell, candidates=list(candidates), **shape)
 

@@ -9,8 +9,18 @@ import os
 
 import pytest
 
-from benchmarks import (auto_table, compile_time, devices, kernels, memory, peers, plot, report,
-                        throughput, xla_options)
+from benchmarks import (
+    auto_table,
+    compile_time,
+    devices,
+    kernels,
+    memory,
+    peers,
+    plot,
+    report,
+    throughput,
+    xla_options,
+)
 from benchmarks.shapes import QUICK_SHAPES
 from lstmjax.engines import ENGINE_NAMES
 from lstmjax.model import resolve_engines
@@ -173,7 +183,7 @@ def test_xla_options_quick_compares_each_option_set_with_the_default(tmp_path):
                if name not in xla_options.ISOLATED]
     assert set(rows) == {(engine, mode, name) for engine in xla_options.ENGINES
                          for mode in xla_options.MODES for name in options}
-    for (engine, mode, name), row in rows.items():
+    for (_, _, name), row in rows.items():
         assert row["min_s"] > 0 and row["baseline"] == "default"
         # the control option changes nothing; Eigen dots takes the dots out of YNN fusions
         assert row["hlo_identical_to_baseline"] == (name != "Eigen dots")

@@ -198,12 +198,12 @@ def test_resets_equal_separate_sequences(rng):
     np.testing.assert_array_equal(d_xs[:3], 0.0)
 
 
-@pytest.mark.parametrize("name", CELLS)
-def test_fused_backward_matches_finite_differences_in_float64(name, rng):
-    """Engine agreement cannot catch a gradient that two engines get wrong alike: check the
-    hand-written VJP against central differences, in float64, with every option at once."""
+def check_backward_in_float64(cell, engine, rng):
+    """``engine``'s gradients of a random projection of one layer's outputs and final carry,
+    with every option at once (lengths, resets, a recurrent-dropout mask, reversed), against
+    central differences, in float64."""
     with jax.enable_x64(True):
-        cell = dataclasses.replace(CELLS[name], param_dtype=jnp.float64, dtype=jnp.float64)
+        cell = dataclasses.replace(cell, param_dtype=jnp.float64, dtype=jnp.float64)
         params, carry, xs = jax.tree.map(
             lambda a: jnp.asarray(a, jnp.float64),
             random_cell_inputs(cell, rng, batch=BATCH, steps=5, features=FEATURES))
@@ -211,12 +211,20 @@ def test_fused_backward_matches_finite_differences_in_float64(name, rng):
         resets = jnp.asarray([[False, False, True]] * 2 + [[True, False, False]] * 3)
         mask = jnp.asarray(rng.random((BATCH, cell.output_size)) + 0.5, jnp.float64)
         arrays = {"lengths": jnp.array([5, 3, 4], jnp.int32), "resets": resets, "state_mask": mask}
+        assert lstmjax.resolve(cell, engine, num_steps=5, batch_size=BATCH).engine == engine
 
         def loss(params, carry, xs):
-            return _loss(cell, "fused", True, 1, None, params, carry, xs, weights, arrays)[0]
+            return _loss(cell, engine, True, 1, None, params, carry, xs, weights, arrays)[0]
 
         check_grads(jax.jit(loss), (params, carry, xs), order=1, modes=["rev"],
-                                  atol=1e-7, rtol=1e-7, eps=1e-6)
+                    atol=1e-7, rtol=1e-7, eps=1e-6)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_fused_backward_matches_finite_differences_in_float64(name, rng):
+    """Engine agreement cannot catch a gradient that two engines get wrong alike: check the
+    hand-written VJP against central differences, in float64, with every option at once."""
+    check_backward_in_float64(CELLS[name], "fused", rng)
 
 
 class BareCell:

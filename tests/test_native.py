@@ -8,11 +8,16 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from helpers import assert_trees_close, random_cell_inputs
-from jax.test_util import check_grads
-from test_layer_engines import BATCH, FEATURES, _loss, _options, _problem, _value_and_grad
+from test_layer_engines import (
+    BATCH,
+    FEATURES,
+    _options,
+    _problem,
+    _value_and_grad,
+    check_backward_in_float64,
+)
 
 import lstmjax
 from lstmjax import GRU, LSTM, LayerNormLSTM, SimpleRNN
@@ -78,25 +83,12 @@ def test_native_remat_chunks_change_nothing(rng):
 @needs_kernel
 @pytest.mark.parametrize("name", ["lstm-clip", "gru", "gru-reset-after", "rnn"])
 def test_native_backward_matches_finite_differences_in_float64(name, rng):
-    """The kernel's float64 instantiation, every option at once, against central differences."""
-    with jax.enable_x64(True):
-        cell = dataclasses.replace(CELLS[name], param_dtype=jnp.float64, dtype=jnp.float64)
-        if name == "lstm-clip":  # a clip that some, not all, cell states reach
-            cell = dataclasses.replace(cell, cell_clip=0.3)
-        params, carry, xs = jax.tree.map(
-            lambda a: jnp.asarray(a, jnp.float64),
-            random_cell_inputs(cell, rng, batch=BATCH, steps=5, features=FEATURES))
-        weights = jnp.asarray(rng.normal(size=(5, BATCH, cell.output_size)), jnp.float64)
-        resets = jnp.asarray([[False, False, True]] * 2 + [[True, False, False]] * 3)
-        mask = jnp.asarray(rng.random((BATCH, cell.output_size)) + 0.5, jnp.float64)
-        arrays = {"lengths": jnp.array([5, 3, 4], jnp.int32), "resets": resets, "state_mask": mask}
-        assert lstmjax.resolve(cell, "native", num_steps=5, batch_size=BATCH).engine == "native"
-
-        def loss(params, carry, xs):
-            return _loss(cell, "native", True, 1, None, params, carry, xs, weights, arrays)[0]
-
-        check_grads(jax.jit(loss), (params, carry, xs), order=1, modes=["rev"],
-                    atol=1e-7, rtol=1e-7, eps=1e-6)
+    """The kernel's float64 instantiation, every option at once, against central differences;
+    the LSTM with a cell clip that some, not all, cell states reach."""
+    cell = CELLS[name]
+    if name == "lstm-clip":
+        cell = dataclasses.replace(cell, cell_clip=0.3)
+    check_backward_in_float64(cell, "native", rng)
 
 
 @pytest.mark.parametrize(("cell", "why"), [
