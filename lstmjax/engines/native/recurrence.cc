@@ -857,6 +857,23 @@ ffi::Error check_layer(int32_t cell, ffi::AnyBuffer acts, ffi::AnyBuffer sequenc
   return ffi::Error::Success();
 }
 
+// The recurrent kernels (w1, w2) and the states (h and, for the LSTM, c: [B, H]) of a layer
+// whose gate buffer check_layer has accepted.
+ffi::Error check_operands(int32_t cell, ffi::AnyBuffer sequence, ffi::AnyBuffer w1,
+                          ffi::AnyBuffer w2, ffi::AnyBuffer h, ffi::AnyBuffer c) {
+  auto dims = sequence.dimensions();
+  const int64_t batch = dims[1], hidden = dims[2], gates = gate_count(cell) * hidden;
+  const bool w_ok = cell == kGRU
+      ? has_shape(w1, {hidden, 2 * hidden}) && has_shape(w2, {hidden, hidden})
+      : has_shape(w1, {hidden, gates}) && w2.element_count() == 0;
+  if (!w_ok) return check(false, "the recurrent kernels must be [H, G] ([H, 2H] and [H, H]: GRU)");
+  const bool c_ok = cell == kLSTM ? has_shape(c, {batch, hidden}) : c.element_count() == 0;
+  if (!has_shape(h, {batch, hidden}) || !c_ok) {
+    return check(false, "the states must be [B, H] (c for the LSTM only)");
+  }
+  return ffi::Error::Success();
+}
+
 template <typename T>
 Layer<T> layer_of(ffi::AnyBuffer acts, ffi::AnyBuffer sequence, int32_t reverse,
                   ffi::AnyBuffer valid, ffi::AnyBuffer resets, ffi::AnyBuffer mask) {
@@ -901,8 +918,15 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x_proj, ffi::AnyBuffer bias, ffi::AnyBuffe
   if (auto error = check_layer(cell, x_proj, *ys, valid, resets, mask); error.failure()) {
     return error;
   }
-  auto args = std::forward_as_tuple(x_proj, bias, w1, w2, rbias, h0, c0, valid, resets, mask, acts, ys,
-                                    h, c, h_in, aux, cell, reverse, forget_bias, cell_clip);
+  if (auto error = check_operands(cell, *ys, w1, w2, h0, c0); error.failure()) return error;
+  const int64_t hidden = h0.dimensions()[1], gates = x_proj.dimensions()[1];
+  if (!has_shape(bias, {gates}) ||
+      !(cell == kGRUResetAfter ? has_shape(rbias, {hidden}) : rbias.element_count() == 0)) {
+    return check(false, "bias must be [G], and rbias [H] for the cuDNN-form GRU only");
+  }
+  auto args = std::forward_as_tuple(x_proj, bias, w1, w2, rbias, h0, c0, valid, resets, mask,
+                                    acts, ys, h, c, h_in, aux, cell, reverse, forget_bias,
+                                    cell_clip);
   if (x_proj.element_type() == ffi::F32) return std::apply(forward<float>, args);
   return std::apply(forward<double>, args);
 }
@@ -941,6 +965,14 @@ ffi::Error BackwardImpl(ffi::AnyBuffer acts, ffi::AnyBuffer h_in, ffi::AnyBuffer
                         int32_t cell, int32_t reverse, double cell_clip) {
   if (auto error = check_layer(cell, acts, d_ys, valid, resets, mask); error.failure()) {
     return error;
+  }
+  if (auto error = check_operands(cell, d_ys, w1, w2, d_h, d_c); error.failure()) return error;
+  const bool aux_ok = cell == kRNN ? aux.element_count() == 0
+                                   : has_shape(aux, {d_ys.dimensions()[0], d_ys.dimensions()[1],
+                                                     d_ys.dimensions()[2]});
+  if (!has_shape(h_in, {d_ys.dimensions()[0], d_ys.dimensions()[1], d_ys.dimensions()[2]}) ||
+      !aux_ok) {
+    return check(false, "the saved h_in and aux must be [T, B, H] (no aux for the RNN)");
   }
   if (acts.untyped_data() != d_gates->untyped_data()) {
     std::memcpy(d_gates->untyped_data(), acts.untyped_data(), acts.size_bytes());
