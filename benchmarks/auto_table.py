@@ -26,21 +26,18 @@ from benchmarks.shapes import QUICK_SHAPES, SHAPES
 
 def measure(cell_name: str, shape, backend: str) -> dict:
     """One row: the candidates' ms per step and the choice, measured now (a fresh cache)."""
-    from lstmjax import CELLS, engines
+    from lstmjax import CELLS, resolve
     from lstmjax.engines import auto
 
     cell = CELLS[cell_name](shape.hidden_size)
-    options = {"backend": backend, "lengths": False, "reverse": False, "resets": False,
-               "state_mask": False}
-    candidates = [name for name, spec in engines.ENGINES.items()
-                  if spec.supports(cell, **options) is None]
-    engine, unroll, reason = auto.choose(cell, backend=backend, num_steps=shape.seq_len,
-                                         batch_size=shape.batch_size, candidates=candidates)
-    entry = next(iter(auto._read_cache(auto.cache_file()).values()), {})
-    auto.cache_file().unlink(missing_ok=True)
+    engine, unroll, reason = resolve(cell, "auto", num_steps=shape.seq_len,
+                                     batch_size=shape.batch_size, input_size=shape.hidden_size,
+                                     backend=backend)
+    entry = next(iter(auto.read_cache(auto.cache_file()).values()), {})
+    auto.cache_file().unlink(missing_ok=True)  # the next row measures into an empty cache
     return {"cell": cell_name, "shape": shape.name, "H": shape.hidden_size,
-            "B": shape.batch_size, "T": shape.seq_len, "candidates": candidates,
-            "engine": engine, "unroll": unroll, "reason": reason,
+            "B": shape.batch_size, "T": shape.seq_len, "engine": engine, "unroll": unroll,
+            "reason": reason,
             "ms_per_step": entry.get("ms_per_step", {}), "measure_s": entry.get("measure_s")}
 
 

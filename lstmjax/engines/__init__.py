@@ -195,8 +195,8 @@ def run_layer(
     if state_mask is not None:
         state_mask = jax.lax.stop_gradient(state_mask)
     choice = resolve(cell, engine, unroll=unroll, num_steps=num_steps, batch_size=batch_size,
-                     input_size=xs.shape[-1], lengths=lengths is not None, reverse=reverse, resets=resets is not None,
-                     state_mask=state_mask is not None)
+                     input_size=xs.shape[-1], lengths=lengths is not None, reverse=reverse,
+                     resets=resets is not None, state_mask=state_mask is not None)
     layer = ENGINES[choice.engine].run_layer
     options = {"reverse": reverse, "state_mask": state_mask, "unroll": choice.unroll}
     if remat_chunk is None:

@@ -254,7 +254,7 @@ def _measured_choice(cell, backend, input_size, batch_size, num_steps, candidate
                                  if engine not in UNTIMED for unroll in UNROLLS.get(engine, (1,))))
     cached = f"cached in {_home(path)}"
     entry, status = _MEMO.get((str(path), key)) or (
-        _read_cache(path).get(key) or {"ms_per_step": {}}, cached)
+        read_cache(path).get(key) or {"ms_per_step": {}}, cached)
     missing = [option for option in options if _label(*option) not in entry["ms_per_step"]]
     if missing:
         start = time.perf_counter()
@@ -339,7 +339,7 @@ def _time_options(cell, backend, input_size, batch_size, steps, options) -> dict
     return times
 
 
-def _read_cache(path: pathlib.Path) -> dict[str, dict[str, Any]]:
+def read_cache(path: pathlib.Path) -> dict[str, dict[str, Any]]:
     """The entries of the cache file; empty if it is missing, unreadable or not this format.
     Entries without a number per candidate are left out."""
     try:
@@ -357,7 +357,7 @@ def _read_cache(path: pathlib.Path) -> dict[str, dict[str, Any]]:
 def _write_cache(path: pathlib.Path, key: str, entry: dict[str, Any]) -> None:
     """Add ``entry`` under ``key`` to the cache file (read again first, so that entries other
     processes wrote survive), written to a temporary file and renamed over it."""
-    entries = {**_read_cache(path), key: entry}
+    entries = {**read_cache(path), key: entry}
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
                                      delete=False) as tmp:

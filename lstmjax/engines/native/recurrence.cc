@@ -321,7 +321,9 @@ class Workers {
     // A new thread inherits its creator's affinity, and the creator may be an XLA thread pinned
     // to one core: run on every core of the process instead.
     cpu_set_t set;
-    if (sched_getaffinity(getpid(), sizeof(set), &set) == 0) sched_setaffinity(0, sizeof(set), &set);
+    if (sched_getaffinity(getpid(), sizeof(set), &set) == 0) {
+      sched_setaffinity(0, sizeof(set), &set);
+    }
     uint64_t seen = 0;
     for (;;) {
       std::shared_ptr<TeamState> team;
