@@ -8,8 +8,14 @@ Shape legend, used in every docstring:
 Layers of the library:
   cells    LSTM, GRU, SimpleRNN, LayerNormLSTM (registry ``CELLS``): parameter layout, the split
            into input and recurrent weights, the gate math as one pure function each.
-  engines  ``run_layer`` (a layer, by the registry ``ENGINES``: "scan", "static", "fused", and the
-           "auto" choice) and ``run`` (any step function, "scan" or "static").
+  engines  ``run_layer`` (a layer, by the registry ``ENGINES``: "scan", "static", "fused",
+           "native", "cudnn", and the "auto" choice) and ``run`` (any step function, "scan" or
+           "static").
+  layers   ``run_stack``, ``run_bidirectional``, ``step_layer``, ``step_stack``, ``last_valid``:
+           layers composed of ``run_layer``, on every engine.
+  nnx, linen, equinox
+           ``RNN``, ``Bidirectional`` and ``Stack`` modules for Flax NNX, Flax Linen and Equinox
+           (``lstmjax.nnx.RNN(...)``; each imported on first use).
   model    RNNLanguageModel: embedding or one-hot input, L cells with dropout between, dense head.
   convert  weights from TensorFlow 1 cells, the TF text8 tutorial and torch.nn.LSTM/GRU/RNN.
   data     named corpora, vocabularies, truncated-BPTT windows.
@@ -45,7 +51,14 @@ from lstmjax.cells import (
     simple_rnn_update,
 )
 from lstmjax.config import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
-from lstmjax.engines import ENGINE_NAMES, ENGINES, bidirectional, resolve, run, run_layer
+from lstmjax.engines import ENGINE_NAMES, ENGINES, resolve, reverse_resets, run, run_layer
+from lstmjax.layers import (
+    last_valid,
+    run_bidirectional,
+    run_stack,
+    step_layer,
+    step_stack,
+)
 from lstmjax.model import RNNLanguageModel, make_cells, zero_carry
 
 _LAZY = {
@@ -68,9 +81,14 @@ _LAZY = {
 }
 
 
+_ADAPTERS = ("equinox", "linen", "nnx")  # modules for each framework; equinox is optional
+
+
 def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _ADAPTERS:
+        return importlib.import_module(f"lstmjax.{name}")
     raise AttributeError(f"module 'lstmjax' has no attribute {name!r}")
 
 
@@ -93,14 +111,19 @@ __all__ = [
     "RNNLanguageModel",
     "RecurrentCell",
     "SimpleRNN",
-    "bidirectional",
     "gru_update",
     "layer_norm_lstm_update",
     "lstm_update",
+    "last_valid",
     "make_cells",
     "resolve",
+    "reverse_resets",
     "run",
+    "run_bidirectional",
     "run_layer",
+    "run_stack",
     "simple_rnn_update",
+    "step_layer",
+    "step_stack",
     "zero_carry",
 ]

@@ -341,23 +341,53 @@ def _check_params(cell: Any, params: Mapping[str, Array], shapes: Mapping[str, t
             )
 
 
-def check_layer_arguments(cell: Any, params: Mapping[str, Array], carry: Any, x: Array) -> None:
-    """Check one step's arguments (trace time): ``x: [B, I]``, ``carry`` shaped like
-    ``cell.zero_carry(B)`` and ``params`` like ``cell.param_shapes(I)``; a mismatch raises a
-    ValueError that names the argument. Engines call it once per layer, not once per step."""
+def check_layer_arguments(cell: Any, params: Mapping[str, Array], carry: Any, x: Array) -> Any:
+    """Check one step's arguments (trace time) and return the carry the cell computes with.
+
+    ``x: [B, I]``, ``params`` shaped like ``cell.param_shapes(I)``, and ``carry`` like
+    ``cell.zero_carry(B)``, where:
+
+    * ``None`` is the all-zero carry;
+    * a plain tuple or list is read in the carry's field order (an LSTM's ``(c, h)``);
+    * floating leaves of any dtype are cast to the cell's state dtype (a 16-bit carry is computed
+      in float32, as the step's gate math is).
+
+    A mismatch raises a ValueError that names the argument. Engines call it once per layer, not
+    once per step.
+    """
     if jnp.ndim(x) != 2:
         raise ValueError(
             f"x for {cell!r} must have rank 2 [batch, input_size], got shape {jnp.shape(x)}"
         )
-    template = jax.eval_shape(functools.partial(cell.zero_carry, x.shape[0]))
-    got = jax.tree.map(jnp.shape, carry)
-    want = jax.tree.map(lambda a: a.shape, template)
-    if jax.tree.structure(carry) != jax.tree.structure(template) or got != want:
-        raise ValueError(
-            f"carry for {cell!r} must be shaped like cell.zero_carry({x.shape[0]}) = {want}, "
-            f"got {got}"
-        )
     _check_params(cell, params, cell.param_shapes(x.shape[-1]))
+    return layer_carry(cell, carry, x.shape[0])
+
+
+def layer_carry(cell: Any, carry: Any, batch_size: int) -> Any:
+    """``carry`` in the structure and dtypes of ``cell.zero_carry(batch_size)`` (see
+    :func:`check_layer_arguments`); a ValueError names a wrong structure, shape or dtype."""
+    if carry is None:
+        return cell.zero_carry(batch_size)
+    template = jax.eval_shape(functools.partial(cell.zero_carry, batch_size))
+    structure = jax.tree.structure(template)
+    if (jax.tree.structure(carry) != structure and isinstance(carry, tuple | list)
+            and len(jax.tree.leaves(carry)) == structure.num_leaves):
+        carry = jax.tree.unflatten(structure, jax.tree.leaves(carry))
+    want = jax.tree.map(lambda a: a.shape, template)
+    if jax.tree.structure(carry) != structure:
+        raise ValueError(
+            f"carry for {cell!r} must be structured like cell.zero_carry({batch_size}) = {want} "
+            f"(or a plain tuple in that field order), got {jax.tree.map(jnp.shape, carry)}"
+        )
+    if jax.tree.map(jnp.shape, carry) != want:
+        raise ValueError(
+            f"carry for {cell!r} must be shaped like cell.zero_carry({batch_size}) = {want}, "
+            f"got {jax.tree.map(jnp.shape, carry)}"
+        )
+    if not all(jnp.issubdtype(jnp.result_type(a), jnp.floating) for a in jax.tree.leaves(carry)):
+        raise ValueError(f"carry for {cell!r} must be floating point, got dtypes "
+                         f"{jax.tree.map(jnp.result_type, carry)}")
+    return jax.tree.map(lambda a, t: jnp.asarray(a, t.dtype), carry, template)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -420,9 +450,9 @@ class _Cell:
     def step(self, params: Params, carry: Any, x: Array) -> tuple[Any, Array]:
         """One step: ``x: [B, I]`` -> ``(carry, y: [B, output_size])``; the math in :meth:`update`.
 
-        Checks its arguments (at trace time) and casts the carry to the state dtype."""
-        check_layer_arguments(self, params, carry, x)
-        carry = jax.tree.map(lambda a: jnp.asarray(a, self.state_dtype), carry)
+        Checks its arguments (at trace time) and reads the carry as
+        :func:`check_layer_arguments` says (None: zeros; a plain tuple; cast to the state dtype)."""
+        carry = check_layer_arguments(self, params, carry, x)
         return self.step_with_weights(self.cast_weights(self.layer_weights(params)), carry, x)
 
     @staticmethod

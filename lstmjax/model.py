@@ -1,7 +1,8 @@
 """The stacked recurrent language model: tokens in, logits and final carries out.
 
 ``tokens: int[B, T]`` -> input features (embedding or one-hot) -> dropout -> L recurrent layers, each
-run over the whole window by :func:`lstmjax.engines.run_layer` and followed by dropout -> dense head ->
+run over the whole window (:func:`lstmjax.run_stack`, on :func:`lstmjax.run_layer`) and followed by
+dropout -> dense head ->
 ``logits: float[B, T, V]``. The model takes the initial carries and returns the final ones, so
 truncated backpropagation through time can carry the state from one window to the next.
 
@@ -22,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lstmjax import engines
+from lstmjax import engines, layers
 from lstmjax.cells import CELLS, LayerCell, LSTMState
 from lstmjax.config import CELL_OPTIONS, ModelConfig
 
@@ -111,18 +112,19 @@ class RNNLanguageModel(nn.Module):
         # Time-major from the start: transposing the int tokens, not their features, is cheaper.
         x = self._dropout(x, train)  # [T, B, E]
 
-        final_carry = []
-        for layer, cell in enumerate(make_cells(config)):
-            params = self.param(f"layer_{layer}", cell.init, x.shape[-1])
-            state_mask = None
-            if train and config.recurrent_dropout > 0:
-                state_mask = self._state_mask(carry[layer])
-            layer_carry, x = engines.run_layer(
-                cell, params, carry[layer], x, engine=config.engine, unroll=config.unroll,
-                state_mask=state_mask, remat_chunk=config.remat_chunk if train else None,
-            )  # x: [T, B, H_out]
-            x = self._dropout(x, train)
-            final_carry.append(layer_carry)
+        cells = make_cells(config)
+        input_sizes = [x.shape[-1], *(cell.output_size for cell in cells[:-1])]
+        params = [self.param(f"layer_{layer}", cell.init, size)
+                  for layer, (cell, size) in enumerate(zip(cells, input_sizes))]
+        state_masks = None
+        if train and config.recurrent_dropout > 0:
+            state_masks = [self._state_mask(layer_carry) for layer_carry in carry]
+        final_carry, x = layers.run_stack(
+            cells, params, carry, x, engine=config.engine, unroll=config.unroll,
+            between=lambda layer, ys: self._dropout(ys, train), state_masks=state_masks,
+            remat_chunk=config.remat_chunk if train else None,
+        )  # x: [T, B, H_out]
+        x = self._dropout(x, train)
 
         logits = nn.Dense(
             config.vocab_size,
@@ -132,7 +134,7 @@ class RNNLanguageModel(nn.Module):
             dtype=dtype,
             name="head",
         )(jnp.swapaxes(x, 0, 1))  # [B, T, V]: the H-wide features transposed, not the V-wide logits
-        return logits, tuple(final_carry)
+        return logits, final_carry
 
     def _dropout(self, x: Array, train: bool) -> Array:
         """Dropout on time-major ``x: [T, B, F]``, one mask per sequence if ``variational``."""

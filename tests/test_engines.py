@@ -143,23 +143,6 @@ def test_batch_major_equals_time_major(engine, rng):
     assert_trees_close(final_b, final_t, rtol=0, atol=0)
 
 
-def test_bidirectional_concatenates_forward_and_backward(rng):
-    fw, bw = LSTM(3), GRU(2)
-    params_fw, carry_fw, xs = random_cell_inputs(fw, rng, batch=2, steps=5, features=4)
-    params_bw, carry_bw, _ = random_cell_inputs(bw, rng, batch=2, steps=5, features=4)
-    lengths = jnp.array([5, 3], jnp.int32)
-    (final_fw, final_bw), ys = lstmjax.bidirectional(
-        (fw.step, bw.step), (params_fw, params_bw), (carry_fw, carry_bw), xs, lengths=lengths,
-        engine="static",
-    )
-    expect_fw = lstmjax.run(fw.step, params_fw, carry_fw, xs, lengths=lengths)
-    expect_bw = lstmjax.run(bw.step, params_bw, carry_bw, xs, lengths=lengths, reverse=True)
-    assert ys.shape == (5, 2, 5)
-    np.testing.assert_allclose(ys[..., :3], expect_fw[1], rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(ys[..., 3:], expect_bw[1], rtol=1e-6, atol=1e-7)
-    assert_trees_close((final_fw, final_bw), (expect_fw[0], expect_bw[0]), rtol=1e-6, atol=1e-7)
-
-
 def test_static_program_grows_with_steps_and_scan_does_not():
     cell = SimpleRNN(2)
     params = cell.init(jax.random.key(0), 2)

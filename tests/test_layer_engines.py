@@ -290,8 +290,8 @@ def test_run_layer_checks_arguments_once():
     with pytest.raises(ValueError, match=r"params\['kernel'\].*shape \(7, 16\)"):
         lstmjax.run_layer(cell, cell.init(jax.random.key(0), 4), cell.zero_carry(2),
                           jnp.ones((5, 2, 3)))
-    with pytest.raises(ValueError, match="must have the dtypes of cell.zero_carry"):
-        lstmjax.run_layer(cell, params, jax.tree.map(lambda a: a.astype(jnp.bfloat16),
+    with pytest.raises(ValueError, match="carry for LSTM.* must be floating point"):
+        lstmjax.run_layer(cell, params, jax.tree.map(lambda a: a.astype(jnp.int32),
                                                      cell.zero_carry(2)), jnp.ones((5, 2, 3)))
     with pytest.raises(ValueError, match=r"resets must be bool\[5, 2\]"):
         lstmjax.run_layer(cell, params, cell.zero_carry(2), jnp.ones((5, 2, 3)),

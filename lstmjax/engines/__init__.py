@@ -27,15 +27,16 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.interpreters.ad import JVPTracer
 
 from lstmjax._checks import require_choice, require_positive_int
 from lstmjax.cells import LayerCell, check_layer_arguments, mask_state
 from lstmjax.engines import auto, cudnn, fused, native
 from lstmjax.engines.loop import (
     GENERIC_ENGINES,
-    bidirectional,
     checked_lengths,
     checked_resets,
+    reverse_resets,
     run,
 )
 
@@ -53,11 +54,15 @@ class EngineSpec:
         the engine runs that cell with those options (each a bool: given or not) on that JAX
         backend (``"cpu"``, ``"gpu"``, ...), else the reason why not.
       fallback: the engine that runs what this one cannot (None: this one runs everything).
+      forward_mode: whether ``jax.jvp`` and ``jax.jacfwd`` differentiate it. An engine with a
+        hand-written backward pass (a ``jax.custom_vjp``) has reverse mode only; under forward
+        mode :func:`run_layer` hands its layer to the fallback chain.
     """
 
     run_layer: Callable[..., tuple[Any, Array]]
     supports: Callable[..., str | None]
     fallback: str | None
+    forward_mode: bool
 
 
 def _generic(engine: str) -> Callable[..., tuple[Any, Array]]:
@@ -85,11 +90,11 @@ def _supports_all(cell: Any, **options: Any) -> None:
 
 
 ENGINES: dict[str, EngineSpec] = {
-    "scan": EngineSpec(_generic("scan"), _supports_all, None),
-    "static": EngineSpec(_generic("static"), _supports_all, None),
-    "fused": EngineSpec(fused.run_layer, fused.supports, "scan"),
-    "native": EngineSpec(native.run_layer, native.supports, "fused"),
-    "cudnn": EngineSpec(cudnn.run_layer, cudnn.supports, "fused"),
+    "scan": EngineSpec(_generic("scan"), _supports_all, None, forward_mode=True),
+    "static": EngineSpec(_generic("static"), _supports_all, None, forward_mode=True),
+    "fused": EngineSpec(fused.run_layer, fused.supports, "scan", forward_mode=False),
+    "native": EngineSpec(native.run_layer, native.supports, "fused", forward_mode=False),
+    "cudnn": EngineSpec(cudnn.run_layer, cudnn.supports, "fused", forward_mode=False),
 }
 """The engine registry: name -> :class:`EngineSpec`. ``"auto"`` is not an engine but a choice
 among these (:func:`resolve`)."""
@@ -109,12 +114,13 @@ class EngineChoice(NamedTuple):
 def resolve(cell: Any, engine: str = "auto", *, unroll: int = 1, num_steps: int,
             batch_size: int, input_size: int | None = None, backend: str | None = None,
             lengths: bool = False, reverse: bool = False, resets: bool = False,
-            state_mask: bool = False) -> EngineChoice:
+            state_mask: bool = False, forward_mode: bool = False) -> EngineChoice:
     """The engine and unroll that :func:`run_layer` uses for ``cell`` on ``[T, B]`` inputs.
 
     ``"auto"`` consults :func:`lstmjax.engines.auto.choose` among the engines that support the
-    cell and options (``lengths`` ... ``state_mask``: whether they are given). A named engine that
-    does not support them hands the layer to its :attr:`EngineSpec.fallback`, and so on down the
+    cell and options (``lengths`` ... ``state_mask``: whether they are given; ``forward_mode``:
+    whether the layer is traced under ``jax.jvp`` or ``jax.jacfwd``). A named engine that does
+    not support them hands the layer to its :attr:`EngineSpec.fallback`, and so on down the
     chain ("native" -> "fused" -> "scan"), with each reason in the returned ``reason``.
     ``input_size`` (I, for "auto"'s measurement) defaults to the cell's output size (a stacked
     layer's); ``backend`` defaults to ``jax.default_backend()``.
@@ -123,16 +129,22 @@ def resolve(cell: Any, engine: str = "auto", *, unroll: int = 1, num_steps: int,
     require_positive_int("unroll", unroll)
     options = {"backend": backend or jax.default_backend(), "lengths": lengths,
                "reverse": reverse, "resets": resets, "state_mask": state_mask}
+    def why_not(engine: str) -> str | None:
+        if forward_mode and not ENGINES[engine].forward_mode:
+            return ("forward-mode differentiation: its backward pass is a jax.custom_vjp, which "
+                    "jax.jvp cannot differentiate")
+        return ENGINES[engine].supports(cell, **options)
+
     if engine == "auto":
-        candidates = [name for name, spec in ENGINES.items() if spec.supports(cell, **options) is None]
+        candidates = [name for name in ENGINES if why_not(name) is None]
         engine, unroll, reason = auto.choose(cell, backend=options["backend"],
                                              num_steps=num_steps, batch_size=batch_size,
                                              candidates=candidates, input_size=input_size)
         return EngineChoice(engine, unroll, f"auto: {reason}")
     reasons = []
-    while (why_not := ENGINES[engine].supports(cell, **options)) is not None:
+    while (reason := why_not(engine)) is not None:
         fallback = ENGINES[engine].fallback
-        reasons.append(f"{engine} cannot run {cell!r} ({why_not}): {fallback} instead")
+        reasons.append(f"{engine} cannot run {cell!r} ({reason}): {fallback} instead")
         engine = fallback
     return EngineChoice(engine, unroll, "; ".join(reasons) or "requested")
 
@@ -157,16 +169,28 @@ def run_layer(
     Semantics are :func:`run`'s (``lengths``, ``reverse``, ``resets``), whatever the engine; all
     engines give the same outputs, final carries and gradients (to float rounding).
 
+    Forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) is seen when the layer is traced
+    under it, and then only engines with :attr:`EngineSpec.forward_mode` run it ("auto" chooses
+    among them; a named engine falls back). A ``jax.jvp`` applied to an already traced program
+    (``jax.jvp(jax.jit(f), ...)``) or ``jax.linearize`` cannot be seen from inside: there a layer
+    on "fused", "native" or "cudnn" raises JAX's "can't apply forward-mode autodiff (jvp) to a
+    custom_vjp function"; the fix is ``engine="scan"`` (or the jvp inside the jit).
+
     Args:
       cell: a :class:`lstmjax.cells.RecurrentCell`.
       params: the cell's parameters, ``cell.param_shapes(I)``.
-      carry: initial carry, shaped and typed like ``cell.zero_carry(B)``.
+      carry: initial carry shaped like ``cell.zero_carry(B)``; None is zeros, a plain tuple is
+        read in the carry's field order (an LSTM's ``(c, h)``), and floating leaves of any dtype
+        are cast to the cell's state dtype (float32 for a 16-bit carry), as ``cell.step`` does.
       xs: ``float[T, B, I]`` (``[B, T, I]`` if not ``time_major``).
       engine: a key of :data:`ENGINES` or ``"auto"`` (see :func:`resolve`).
       unroll: steps per loop iteration of a scan-based engine (``"auto"`` picks its own).
       lengths: optional ``int[B]`` valid steps per sequence.
       reverse: run from the last step to the first; outputs keep the input's time order.
-      resets: optional ``bool[T, B]``: zero the carry of sequence b before step t.
+      resets: optional ``bool[T, B]``: zero the carry of sequence b before step t, in the order
+        the steps run. Forward, mark each document's first step; with ``reverse=True``, each
+        document's last step (:func:`reverse_resets` turns the one into the other, as
+        :func:`lstmjax.run_bidirectional` does for its backward direction).
       state_mask: optional ``float[B, P]`` recurrent-dropout mask, multiplied onto the recurrent
         state entering every step (:func:`lstmjax.cells.mask_state`; h, never c). A constant:
         no gradient flows into it.
@@ -177,7 +201,8 @@ def run_layer(
       time_major: layout of ``xs``, ``resets`` and the returned ``ys``.
 
     Returns:
-      ``(final_carry, ys)`` with ``ys: [T, B, P]`` (``[B, T, P]`` if not ``time_major``).
+      ``(final_carry, ys)`` with ``ys: [T, B, P]`` (``[B, T, P]`` if not ``time_major``); the
+      final carry in the structure and dtypes of ``cell.zero_carry(B)``.
     """
     if jnp.ndim(xs) != 3:
         layout = "[T, B, I]" if time_major else "[B, T, I]"
@@ -185,18 +210,15 @@ def run_layer(
     if not time_major:
         xs = jnp.swapaxes(xs, 0, 1)
     num_steps, batch_size = xs.shape[:2]
-    check_layer_arguments(cell, params, carry, xs[0])
-    want = jax.tree.map(lambda a: a.dtype, jax.eval_shape(lambda: cell.zero_carry(batch_size)))
-    if jax.tree.map(jnp.result_type, carry) != want:
-        raise ValueError(f"carry for {cell!r} must have the dtypes of cell.zero_carry: {want}, got "
-                         f"{jax.tree.map(jnp.result_type, carry)}")
+    carry = check_layer_arguments(cell, params, carry, xs[0])
     lengths = checked_lengths(lengths, batch_size, num_steps)
     resets = checked_resets(resets, num_steps, batch_size, time_major)
     if state_mask is not None:
         state_mask = jax.lax.stop_gradient(state_mask)
     choice = resolve(cell, engine, unroll=unroll, num_steps=num_steps, batch_size=batch_size,
                      input_size=xs.shape[-1], lengths=lengths is not None, reverse=reverse,
-                     resets=resets is not None, state_mask=state_mask is not None)
+                     resets=resets is not None, state_mask=state_mask is not None,
+                     forward_mode=under_forward_mode((params, carry, xs)))
     layer = ENGINES[choice.engine].run_layer
     options = {"reverse": reverse, "state_mask": state_mask, "unroll": choice.unroll}
     if remat_chunk is None:
@@ -252,5 +274,19 @@ def _in_chunks(layer, chunk, cell, params, carry, xs, lengths, resets, options):
     return carry, jnp.concatenate([ys for ys in parts if ys is not None])
 
 
+def under_forward_mode(tree: Any) -> bool:
+    """Whether a leaf of ``tree`` is being traced by forward-mode differentiation (``jax.jvp``,
+    ``jax.jacfwd``, the outer half of ``jax.hessian``), here or below another transformation's
+    tracer (``jax.vmap``, reverse mode)."""
+    def forward(value: Any) -> bool:
+        while isinstance(value, jax.core.Tracer):
+            if isinstance(value, JVPTracer):
+                return True
+            value = getattr(value, "primal", getattr(value, "val", None))
+        return False
+
+    return any(forward(leaf) for leaf in jax.tree.leaves(tree))
+
+
 __all__ = ["ENGINES", "ENGINE_NAMES", "GENERIC_ENGINES", "EngineChoice", "EngineSpec",
-           "bidirectional", "resolve", "run", "run_layer"]
+           "resolve", "reverse_resets", "run", "run_layer", "under_forward_mode"]

@@ -56,7 +56,9 @@ def run(
       0 returns its initial carry. Lengths above T count as T.
     * ``resets``: where ``resets[t, b]`` is True, sequence b's carry is zeroed before step t (packed
       documents, episode boundaries); the step then starts from zeros, and so does its gradient.
-      Resets at steps t >= lengths[b] are ignored, as those steps are.
+      Resets at steps t >= lengths[b] are ignored, as those steps are. "Before" is in the order
+      the steps run: with ``reverse=True`` a per-document backward pass needs resets at each
+      document's last step, not its first (:func:`reverse_resets` converts).
 
     Args:
       step: pure function ``step(params, carry, x_t) -> (carry, y_t)`` on one time step; ``carry``
@@ -119,32 +121,28 @@ def run(
     return carry, ys
 
 
-def bidirectional(
-    steps: tuple[Step, Step],
-    params: tuple[Any, Any],
-    carries: tuple[Any, Any],
-    xs: Any,
-    **run_kwargs: Any,
-) -> tuple[tuple[Any, Any], Array]:
-    """Run a forward and a backward recurrence over ``xs`` and concatenate their outputs.
+def reverse_resets(resets: Array | None, lengths: Array | None = None) -> Array | None:
+    """The resets of a backward pass over the documents that forward ``resets`` start.
 
-    The backward direction is :func:`run` with ``reverse=True`` (with ``lengths``, each sequence is
-    read backwards from its last valid step), as TF's ``bidirectional_dynamic_rnn``.
+    Forward, ``resets[t, b]`` marks the first step of a document: its carry is zeroed before that
+    step. A backward pass (``reverse=True``) meets each document at its last step, so its carry
+    must be zeroed there: at step t when step t + 1 starts a document. The last step of the
+    window (or of sequence b's ``lengths[b]`` valid steps) gets none: the backward pass starts
+    there from its initial carry.
 
     Args:
-      steps, params, carries: ``(forward, backward)`` pairs of step functions, their parameters and
-        their initial carries.
-      xs: inputs as for :func:`run`.
-      **run_kwargs: ``engine``, ``unroll``, ``lengths``, ``time_major``, passed to :func:`run`.
+      resets: ``bool[T, B]`` (time-major), True at each document's first step; or None.
+      lengths: optional ``int[B]`` valid steps per sequence.
 
     Returns:
-      ``((forward_carry, backward_carry), ys)`` with ``ys: [T, B, Y_fw + Y_bw]`` (or batch-major).
+      ``bool[T, B]``, True at each document's last step but the sequence's last; None for None.
     """
-    if "reverse" in run_kwargs:
-        raise ValueError("bidirectional runs both directions; do not pass reverse")
-    carry_fw, ys_fw = run(steps[0], params[0], carries[0], xs, **run_kwargs)
-    carry_bw, ys_bw = run(steps[1], params[1], carries[1], xs, reverse=True, **run_kwargs)
-    return (carry_fw, carry_bw), jnp.concatenate([ys_fw, ys_bw], axis=-1)
+    if resets is None:
+        return None
+    ends = jnp.concatenate([resets[1:], jnp.zeros_like(resets[:1])])
+    if lengths is None:
+        return ends
+    return ends & (jnp.arange(resets.shape[0])[:, None] + 1 < lengths[None, :])
 
 
 def _select(condition: Array, new: Any, old: Any) -> Any:
