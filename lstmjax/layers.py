@@ -6,7 +6,7 @@ modules (:mod:`lstmjax.nnx`, :mod:`lstmjax.linen`, :mod:`lstmjax.equinox`) are t
 these functions.
 
 * :func:`run_stack`: L layers, the outputs of one the inputs of the next, with an optional
-  function between layers (dropout).
+  function between layers (dropout); a layer may be bidirectional (a pair of cells).
 * :func:`run_bidirectional`: a forward and a backward layer over the same inputs, outputs merged.
   The backward direction gets its own resets (:func:`lstmjax.reverse_resets`), so packed
   documents are read backwards document by document.
@@ -53,22 +53,27 @@ def run_stack(
     resets: Array | None = None,
     between: Between | None = None,
     state_masks: Sequence[Array | None] | None = None,
+    merge: Merge = concatenate,
     remat_chunk: int | None = None,
     time_major: bool = True,
 ) -> tuple[tuple[Any, ...], Array]:
     """Run L recurrent layers, each over the whole window, layer l's outputs layer l+1's inputs.
 
     Args:
-      cells: L cells (:class:`lstmjax.cells.RecurrentCell`).
-      params: L parameter dicts, layer l's ``cells[l].param_shapes(I_l)``.
+      cells: L entries, each a cell (:class:`lstmjax.cells.RecurrentCell`) or a ``(forward,
+        backward)`` pair of cells: a bidirectional layer (:func:`run_bidirectional`, its
+        outputs merged by ``merge``), as torch's ``LSTM(bidirectional=True, num_layers=L)``.
+      params: L entries, layer l's ``cells[l].param_shapes(I_l)`` (a pair for a pair).
       carries: L initial carries (None, or a None entry: zeros; plain tuples and 16-bit carries
-        as :func:`~lstmjax.engines.run_layer` takes them).
+        as :func:`~lstmjax.engines.run_layer` takes them; a pair, or None, for a pair).
       xs: ``float[T, B, I]`` (``[B, T, I]`` if not ``time_major``).
       engine, unroll, lengths, resets, remat_chunk, time_major: as
         :func:`~lstmjax.engines.run_layer`, for every layer.
       between: ``between(l, ys) -> ys``, applied to layer l's outputs before layer l+1 reads
         them (dropout between layers), for l < L-1; ``ys`` in the layout of ``xs``.
-      state_masks: L recurrent-dropout masks (``run_layer``'s ``state_mask``) or None.
+      state_masks: L recurrent-dropout masks (``run_layer``'s ``state_mask``) or None; None
+        for a bidirectional layer.
+      merge: how a bidirectional layer merges its directions (default: concatenated features).
 
     Returns:
       ``(final_carries, ys)``: a tuple of L final carries and the last layer's outputs
@@ -86,9 +91,14 @@ def run_stack(
             zip(cells, params, carries, state_masks)):
         if layer and between is not None:
             xs = between(layer - 1, xs)
-        carry, xs = run_layer(cell, layer_params, carry, xs, engine=engine, unroll=unroll,
-                              lengths=lengths, resets=resets, state_mask=mask,
-                              remat_chunk=remat_chunk, time_major=time_major)
+        options = {"engine": engine, "unroll": unroll, "lengths": lengths, "resets": resets,
+                   "remat_chunk": remat_chunk, "time_major": time_major}
+        if isinstance(cell, tuple | list):
+            if mask is not None:
+                raise ValueError(f"layer {layer} is bidirectional: it takes no state mask")
+            carry, xs = run_bidirectional(cell, layer_params, carry, xs, merge=merge, **options)
+        else:
+            carry, xs = run_layer(cell, layer_params, carry, xs, state_mask=mask, **options)
         final.append(carry)
     return tuple(final), xs
 
@@ -189,6 +199,9 @@ def step_stack(cells: Sequence[Any], params: Sequence[Any], carries: Sequence[An
                          f"{len(params)} and {len(carries)}")
     final = []
     for layer, (cell, layer_params, carry) in enumerate(zip(cells, params, carries)):
+        if isinstance(cell, tuple | list):
+            raise ValueError(f"layer {layer} is bidirectional: its backward direction reads the "
+                             "future, so it cannot be stepped")
         if layer and between is not None:
             x = between(layer - 1, x)
         carry, x = step_layer(cell, layer_params, carry, x, reset=reset)

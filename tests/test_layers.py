@@ -55,11 +55,13 @@ def test_stack_equals_its_layers_outputs_and_gradients(engine, rng):
 
 
 @pytest.mark.parametrize("engine", ["fused", "native", "static"])
-def test_bidirectional_with_lengths_equals_torch_packed(engine, rng):
+def test_bidirectional_stack_with_lengths_equals_torch_packed(engine, rng):
+    """Two bidirectional layers (run_stack of cell pairs, so run_bidirectional) equal torch's
+    packed ``LSTM(num_layers=2, bidirectional=True)``: outputs and every final state."""
     torch = pytest.importorskip("torch")
     batch, steps, features, hidden = 3, 6, 4, 5
     torch.manual_seed(int(rng.integers(1 << 30)))
-    module = torch.nn.LSTM(features, hidden, bidirectional=True).double()
+    module = torch.nn.LSTM(features, hidden, num_layers=2, bidirectional=True).double()
     xs = rng.normal(size=(steps, batch, features))
     lengths = np.array([6, 2, 4])
     packed = torch.nn.utils.rnn.pack_padded_sequence(torch.tensor(xs), torch.tensor(lengths),
@@ -67,15 +69,16 @@ def test_bidirectional_with_lengths_equals_torch_packed(engine, rng):
     out, (h_n, c_n) = module(packed)
     expect, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=steps)
     state_dict = module.state_dict()
-    (cell_fw, params_fw), = lstmjax.convert.lstm_from_torch(state_dict)
-    (cell_bw, params_bw), = lstmjax.convert.lstm_from_torch(state_dict, reverse=True)
-    (final_fw, final_bw), ys = lstmjax.run_bidirectional(
-        (cell_fw, cell_bw), (params_fw, params_bw), None, jnp.asarray(xs, jnp.float32),
-        engine=engine, lengths=jnp.asarray(lengths, jnp.int32))
+    layers = zip(lstmjax.convert.lstm_from_torch(state_dict),
+                 lstmjax.convert.lstm_from_torch(state_dict, reverse=True))
+    cells, params = zip(*(((fw[0], bw[0]), (fw[1], bw[1])) for fw, bw in layers))
+    finals, ys = lstmjax.run_stack(cells, params, None, jnp.asarray(xs, jnp.float32),
+                                   engine=engine, lengths=jnp.asarray(lengths, jnp.int32))
     np.testing.assert_allclose(ys, expect.detach().numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(final_fw.h, h_n[0].detach().numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(final_bw.h, h_n[1].detach().numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(final_bw.c, c_n[1].detach().numpy(), rtol=1e-5, atol=1e-5)
+    got_h = [carry.h for pair in finals for carry in pair]  # torch's order: layer, direction
+    got_c = [carry.c for pair in finals for carry in pair]
+    np.testing.assert_allclose(np.stack(got_h), h_n.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.stack(got_c), c_n.detach().numpy(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(("engine", "time_major"), [("fused", True), ("scan", False)])
