@@ -66,7 +66,7 @@ def lm_from_tf(variables: Mapping[str, Any], *, forget_bias: float | None = None
     """``(ModelConfig, params)`` of a TF1 language model: embedding, cell stack, softmax.
 
     The embedding and softmax are found under either convention of :data:`TF_LM_NAMES` (a name
-    prefix such as ``Train/`` is allowed); the stack is read by :func:`lstmjax.convert.cells_from_tf`
+    prefix such as ``Train/`` is allowed); the stack is read by :func:`lstmjax.convert.layers_from_tf`
     (``scope`` and ``forget_bias`` as there: an LSTM's ``forget_bias`` is not stored and must be
     given). The config has every option the weights hold; dropout and the rest are defaults.
     """
@@ -83,8 +83,8 @@ def lm_from_tf(variables: Mapping[str, Any], *, forget_bias: float | None = None
             f"found {'both' if found else 'neither'} among {sorted(names)[:12]}"
         )
     (embedding, kernel, bias), = found.values()
-    cells, layers = convert.cells_from_tf(variables, forget_bias=forget_bias, scope=scope)
-    return _lm(cells, layers, embedding=names[embedding], kernel=names[kernel], bias=names[bias])
+    layers = convert.layers_from_tf(variables, forget_bias=forget_bias, scope=scope)
+    return _lm(layers, embedding=names[embedding], kernel=names[kernel], bias=names[bias])
 
 
 def lm_to_tf(config: ModelConfig, params: Mapping[str, Any], *, names: str = "ptb"
@@ -95,10 +95,9 @@ def lm_to_tf(config: ModelConfig, params: Mapping[str, Any], *, names: str = "pt
         raise ValueError(f"names must be one of {sorted(TF_LM_NAMES)}, got {names!r}")
     embedding, kernel, bias, prefix = TF_LM_NAMES[names]
     _require_embedding(config, "TF1's language models")
-    layers = [params[f"layer_{k}"] for k in range(config.num_layers)]
     return {
         embedding: np.asarray(params["embedding"]["embedding"]),
-        **convert.layers_to_tf(make_cells(config), layers, prefix=prefix),
+        **convert.layers_to_tf(_layers(config, params), prefix=prefix),
         kernel: np.asarray(params["head"]["kernel"]),
         bias: np.asarray(params["head"]["bias"]),
     }
@@ -110,18 +109,18 @@ def lm_from_torch(state_dict: Mapping[str, Any], *, embedding: str | None = None
     ``nn.Linear`` language model's state dict.
 
     The recurrent module's keys (``weight_ih_l0``, ...) are read by
-    :func:`lstmjax.convert.cells_from_torch`. ``embedding`` and ``head`` name the other two modules
+    :func:`lstmjax.convert.layers_from_torch`. ``embedding`` and ``head`` name the other two modules
     (e.g. ``"encoder"``, ``"decoder"``); by default the one module with a 2-D weight and no bias is
     the embedding and the one with a weight and a bias is the head. A bidirectional module has no
     language-model form (an error).
     """
-    arrays = {key: np.asarray(convert._array(value)) for key, value in state_dict.items()}
+    arrays = {key: np.asarray(convert.as_array(value)) for key, value in state_dict.items()}
     if any(key.endswith("_reverse") for key in arrays):
         raise ValueError("the state dict holds a bidirectional RNN (keys *_reverse): a language "
-                         "model reads left to right; use lstmjax.convert.cells_from_torch")
+                         "model reads left to right; use lstmjax.convert.layers_from_torch")
     modules: dict[str, dict[str, np.ndarray]] = {}
     for key, value in arrays.items():
-        if not convert._TORCH_KEY.search(key):
+        if not convert.is_torch_rnn_key(key):
             module, _, leaf = key.rpartition(".")
             modules.setdefault(module, {})[leaf] = value
     embedding = embedding or _only(
@@ -133,9 +132,8 @@ def lm_from_torch(state_dict: Mapping[str, Any], *, embedding: str | None = None
     for name in (embedding, head):
         if name not in modules:
             raise ValueError(f"no module {name!r} in the state dict; modules: {sorted(modules)}")
-    rnn = {key: value for key, value in arrays.items() if convert._TORCH_KEY.search(key)}
-    cells, layers = convert.cells_from_torch(rnn)
-    return _lm(cells, layers, embedding=modules[embedding]["weight"],
+    rnn = {key: value for key, value in arrays.items() if convert.is_torch_rnn_key(key)}
+    return _lm(convert.layers_from_torch(rnn), embedding=modules[embedding]["weight"],
                kernel=modules[head]["weight"].T, bias=modules[head]["bias"])
 
 
@@ -147,17 +145,23 @@ def lm_to_torch(config: ModelConfig, params: Mapping[str, Any]) -> dict[str, np.
     :func:`lstmjax.convert.layers_to_torch`)."""
     encoder, rnn, decoder = TORCH_LM_NAMES
     _require_embedding(config, "the torch language model")
-    layers = [params[f"layer_{k}"] for k in range(config.num_layers)]
     return {
         f"{encoder}.weight": np.asarray(params["embedding"]["embedding"]),
-        **convert.layers_to_torch(make_cells(config), layers, prefix=f"{rnn}."),
+        **convert.layers_to_torch(_layers(config, params), prefix=f"{rnn}."),
         f"{decoder}.weight": np.asarray(params["head"]["kernel"]).T,
         f"{decoder}.bias": np.asarray(params["head"]["bias"]),
     }
 
 
-def _lm(cells, layers, *, embedding, kernel, bias) -> tuple[ModelConfig, dict[str, Any]]:
-    """The config and params of embedding -> stack -> head, checked against each other."""
+def _layers(config: ModelConfig, params: Mapping[str, Any]) -> list[convert.Layer]:
+    """``[(cell, params)]`` of the model's recurrent stack."""
+    return [(cell, params[f"layer_{k}"]) for k, cell in enumerate(make_cells(config))]
+
+
+def _lm(layers, *, embedding, kernel, bias) -> tuple[ModelConfig, dict[str, Any]]:
+    """The config and params of embedding -> stack ``[(cell, params)]`` -> head, checked
+    against each other."""
+    cells = [cell for cell, _ in layers]
     cell = cells[0]
     kind = next(name for name, cls in CELLS.items() if type(cell) is cls)
     options = {name: getattr(cell, name) for name in CELL_OPTIONS if hasattr(cell, name)}
@@ -169,7 +173,7 @@ def _lm(cells, layers, *, embedding, kernel, bias) -> tuple[ModelConfig, dict[st
         raise ValueError(f"the layers' cells differ ({cells}); RNNLanguageModel stacks one cell "
                          "type with one set of options")
     params = {"embedding": {"embedding": embedding},
-              **{f"layer_{k}": layer for k, layer in enumerate(layers)},
+              **{f"layer_{k}": layer for k, (_, layer) in enumerate(layers)},
               "head": {"kernel": kernel, "bias": bias}}
     return config, check_params(config, params)
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_trees_close
+from helpers import assert_trees_close, random_cell_inputs
 
 import lstmjax
 from lstmjax import GRU, LSTM, LayerNormLSTM, LSTMState, SimpleRNN, convert
@@ -23,10 +23,17 @@ from lstmjax import GRU, LSTM, LayerNormLSTM, LSTMState, SimpleRNN, convert
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "tf1"
 
 
-def run_stack(cells, layers, carries, xs, *, engine, lengths=None):
-    """Layer-by-layer run of a stack on time-major ``xs``: the top layer's outputs and the carries."""
+def assert_layers_equal(actual, expected):
+    """Two ``[(cell, params)]``: the same cells, the same parameters bit for bit."""
+    assert [cell for cell, _ in actual] == [cell for cell, _ in expected]
+    assert_trees_close([p for _, p in actual], [p for _, p in expected], rtol=0, atol=0)
+
+
+def run_stack(layers, carries, xs, *, engine, lengths=None):
+    """Layer-by-layer run of a stack ``[(cell, params)]`` on time-major ``xs``: the top layer's
+    outputs and the carries."""
     finals = []
-    for cell, params, carry in zip(cells, layers, carries):
+    for (cell, params), carry in zip(layers, carries, strict=True):
         carry, xs = lstmjax.run_layer(cell, params, carry, xs, engine=engine, lengths=lengths)
         finals.append(carry)
     return xs, finals
@@ -61,15 +68,18 @@ def test_matches_tensorflow1(case, engine):
     fixture = dict(np.load(FIXTURES / f"{case}.npz"))
     meta = json.loads(str(fixture["meta"]))
     cells = _tf_cells(meta)
-    importer = convert.lstm_from_tf_tutorial if meta["kind"] == "tutorial_lstm_8mat" else convert.layers_from_tf
+    if meta["kind"] == "tutorial_lstm_8mat":
+        def importer(variables):
+            return [convert.lstm_from_tf_tutorial(variables)]
+    else:
+        def importer(variables):
+            return convert.layers_from_tf(variables, forget_bias=meta["forget_bias"])
     variables = {name: fixture[f"var/{name}"] for name in meta["var_names"]}
     inits = [_tf_state(fixture, "init/", k, cell) for k, cell in enumerate(cells)]
     lengths = fixture.get("lengths")
 
     def loss(variables, inputs, inits):
-        layers = importer(variables)
-        layers = [layers] if isinstance(layers, dict) else layers
-        ys, finals = run_stack(cells, layers, inits, jnp.swapaxes(inputs, 0, 1), engine=engine,
+        ys, finals = run_stack(importer(variables), inits, jnp.swapaxes(inputs, 0, 1), engine=engine,
                                lengths=lengths)
         out = jnp.swapaxes(ys, 0, 1)  # [B, T, out]
         weights = [_tf_state(fixture, "R/final/", k, cell) for k, cell in enumerate(cells)]
@@ -78,6 +88,7 @@ def test_matches_tensorflow1(case, engine):
             for final, weight in zip(jax.tree.leaves(finals), jax.tree.leaves(weights)))
         return total, (out, finals)
 
+    assert [cell for cell, _ in importer(variables)] == cells
     (value, (out, finals)), grads = jax.jit(
         jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))(variables, fixture["inputs"], inits)
     for tf_engine in meta["engines"]:
@@ -96,7 +107,7 @@ def test_matches_tensorflow1(case, engine):
 
 def test_layers_from_tf_reads_names_as_tensorflow_writes_them():
     kernel, bias = np.ones((5, 8), np.float32), np.arange(8, dtype=np.float32)
-    layers = convert.layers_from_tf({
+    layers = convert.layers_from_tf(forget_bias=0.0, variables={
         "Model/RNN/multi_rnn_cell/cell_1/basic_lstm_cell/kernel:0": 2 * kernel,
         "Model/RNN/multi_rnn_cell/cell_0/basic_lstm_cell/kernel:0": kernel,
         "Model/RNN/multi_rnn_cell/cell_0/basic_lstm_cell/bias:0": bias,
@@ -106,12 +117,13 @@ def test_layers_from_tf_reads_names_as_tensorflow_writes_them():
         "dense/kernel:0": np.zeros((2, 10), np.float32),
     })
     assert len(layers) == 2
-    np.testing.assert_array_equal(layers[1]["kernel"], 2 * kernel)
+    np.testing.assert_array_equal(layers[1][1]["kernel"], 2 * kernel)
     single = convert.layers_from_tf({"rnn/gru_cell/gates/weights": np.ones((4, 4)),
                                      "rnn/gru_cell/gates/biases": np.ones(4),
                                      "rnn/gru_cell/candidate/weights": np.ones((4, 2)),
                                      "rnn/gru_cell/candidate/biases": np.ones(2)})
-    assert sorted(single[0]) == ["candidate_bias", "candidate_kernel", "gate_bias", "gate_kernel"]
+    assert single[0][0] == GRU(2)
+    assert sorted(single[0][1]) == ["candidate_bias", "candidate_kernel", "gate_bias", "gate_kernel"]
 
 
 def test_import_errors_name_the_problem():
@@ -121,7 +133,7 @@ def test_import_errors_name_the_problem():
         convert.layers_from_tf({"rnn/multi_rnn_cell/cell_0/my_cell/kernel": np.zeros((3, 4)),
                                 "rnn/multi_rnn_cell/cell_0/my_cell/bias": np.zeros(4)})
     with pytest.raises(ValueError, match="give all three peepholes"):
-        convert.lstm_from_tf(np.zeros((3, 4)), np.zeros(4), w_i_diag=np.zeros(1))
+        convert.lstm_from_tf(np.zeros((3, 4)), np.zeros(4), forget_bias=1.0, w_i_diag=np.zeros(1))
     with pytest.raises(ValueError, match=r"bias must be shaped \[8\]"):
         convert.lstm_from_tf(np.zeros((3, 8)), np.zeros(4))
     with pytest.raises(ValueError, match=r"variables must hold \('input_gate_i'"):
@@ -132,15 +144,15 @@ def test_import_errors_name_the_problem():
 
 @pytest.mark.parametrize("case", [case for case in TF_CASES if case != "tutorial_lstm_8mat"])
 def test_tf_cells_are_read_off_the_weights_and_export_restores_the_names(case):
-    """cells_from_tf gives the cell each fixture was recorded with; layers_to_tf writes back the
+    """layers_from_tf gives the cell each fixture was recorded with; layers_to_tf writes back the
     very variables TF1 wrote (names and bits)."""
     with np.load(FIXTURES / f"{case}.npz") as fixture:
         fixture = dict(fixture)
     meta = json.loads(str(fixture["meta"]))
     variables = {name: fixture[f"var/{name}"] for name in meta["var_names"]}
-    cells, layers = convert.cells_from_tf(variables, forget_bias=meta["forget_bias"])
-    assert cells == _tf_cells(meta)
-    exported = convert.layers_to_tf(cells, layers)
+    layers = convert.layers_from_tf(variables, forget_bias=meta["forget_bias"])
+    assert [cell for cell, _ in layers] == _tf_cells(meta)
+    exported = convert.layers_to_tf(layers)
     assert sorted(exported) == sorted(variables)
     for name, value in variables.items():
         np.testing.assert_array_equal(exported[name], value, err_msg=name)
@@ -161,7 +173,7 @@ def test_single_layer_norm_lstm_without_cell_k():
     for gate in ("i", "j", "f", "o"):
         for part in ("scale", "shift"):
             variables[f"rnn/LayerNormalizedLSTMCell/{gate}/layer_norm/{part}:0"] = rng.normal(size=hidden).astype(np.float32)
-    (cell,), (params,) = convert.cells_from_tf(variables, forget_bias=1.0)
+    ((cell, params),) = convert.layers_from_tf(variables, forget_bias=1.0)
     assert cell == LayerNormLSTM(hidden, forget_bias=1.0, layer_norm_cell=False)
     np.testing.assert_array_equal(params["kernel"], variables["rnn/LayerNormalizedLSTMCell/kernel:0"])
     np.testing.assert_array_equal(params["gate_shift"][2 * hidden:3 * hidden],
@@ -175,21 +187,21 @@ def test_stacks_that_would_collide_need_a_scope():
     with pytest.raises(ValueError, match=r"2 cell stacks: 'bidirectional_rnn/bw/basic_lstm_cell', "
                                          r"'bidirectional_rnn/fw/basic_lstm_cell'; pick one with scope="):
         convert.layers_from_tf({**fw, **bw})
-    (fw_layer,) = convert.layers_from_tf({**fw, **bw}, scope="fw")
+    ((_, fw_layer),) = convert.layers_from_tf({**fw, **bw}, scope="fw", forget_bias=1.0)
     np.testing.assert_array_equal(fw_layer["kernel"], fw["bidirectional_rnn/fw/basic_lstm_cell/kernel"])
-    (fw_cells, fw_layers), (bw_cells, bw_layers) = convert.bidirectional_from_tf(
+    ((fw_cell, fw_params),), ((bw_cell, bw_params),) = convert.bidirectional_from_tf(
         {**fw, **bw, "softmax/W": np.zeros((6, 5))}, forget_bias=1.0)
-    assert fw_cells == bw_cells == [LSTM(3, forget_bias=1.0)]
-    np.testing.assert_array_equal(fw_layers[0]["bias"], fw["bidirectional_rnn/fw/basic_lstm_cell/bias"])
-    np.testing.assert_array_equal(bw_layers[0]["bias"], bw["bidirectional_rnn/bw/basic_lstm_cell/bias"])
+    assert fw_cell == bw_cell == LSTM(3, forget_bias=1.0)
+    np.testing.assert_array_equal(fw_params["bias"], fw["bidirectional_rnn/fw/basic_lstm_cell/bias"])
+    np.testing.assert_array_equal(bw_params["bias"], bw["bidirectional_rnn/bw/basic_lstm_cell/bias"])
 
     stacks = {**_lstm_vars("encoder/multi_rnn_cell/cell_0/lstm_cell", seed=3),
               **_lstm_vars("encoder/multi_rnn_cell/cell_1/lstm_cell", seed=4),
               **_lstm_vars("decoder/multi_rnn_cell/cell_0/lstm_cell", seed=5)}
     with pytest.raises(ValueError, match=r"'decoder/multi_rnn_cell/cell_\*', 'encoder/multi_rnn_cell/cell_\*'"):
         convert.layers_from_tf(stacks)
-    assert len(convert.layers_from_tf(stacks, scope="encoder")) == 2
-    assert len(convert.layers_from_tf(stacks, scope="decoder/multi_rnn_cell")) == 1
+    assert len(convert.layers_from_tf(stacks, scope="encoder", forget_bias=1.0)) == 2
+    assert len(convert.layers_from_tf(stacks, scope="decoder/multi_rnn_cell", forget_bias=1.0)) == 1
     with pytest.raises(ValueError, match="no variable name contains scope 'decoder/fw'"):
         convert.layers_from_tf(stacks, scope="decoder/fw")
 
@@ -201,7 +213,8 @@ def test_tf0_names():
     old = {name.replace("multi_rnn_cell/cell_", "MultiRNNCell/Cell").replace("basic_lstm_cell", "BasicLSTMCell")
            .replace("/kernel", "/Linear/Matrix").replace("/bias", "/Linear/Bias"): value
            for name, value in modern.items()}
-    assert_trees_close(convert.layers_from_tf(old), convert.layers_from_tf(modern), rtol=0, atol=0)
+    assert_layers_equal(convert.layers_from_tf(old, forget_bias=1.0),
+                        convert.layers_from_tf(modern, forget_bias=1.0))
     rng = np.random.default_rng(0)
 
     def normal(size):
@@ -210,16 +223,16 @@ def test_tf0_names():
     gru = {f"RNN/GRUCell/{part}/Linear/{leaf}:0": normal(shape)
            for part, width in (("Gates", 4), ("Candidate", 2))
            for leaf, shape in (("Matrix", (3, width)), ("Bias", (width,)))}
-    (params,) = convert.layers_from_tf(gru)
+    ((_, params),) = convert.layers_from_tf(gru)
     np.testing.assert_array_equal(params["candidate_kernel"], gru["RNN/GRUCell/Candidate/Linear/Matrix:0"])
     lstm = {"RNN/LSTMCell/W_0": normal((4, 8)), "RNN/LSTMCell/B": normal(8),
             "RNN/LSTMCell/W_I_diag": np.ones(2), "RNN/LSTMCell/W_F_diag": np.ones(2),
             "RNN/LSTMCell/W_O_diag": np.ones(2), "RNN/LSTMCell/W_P_0": normal((2, 2))}
-    (cell,), (params,) = convert.cells_from_tf(lstm, forget_bias=1.0)
+    ((cell, params),) = convert.layers_from_tf(lstm, forget_bias=1.0)
     assert cell == LSTM(2, forget_bias=1.0, use_peepholes=True, proj_size=2)
     np.testing.assert_array_equal(params["proj_kernel"], lstm["RNN/LSTMCell/W_P_0"])
     with pytest.raises(ValueError, match="sharded TF 0.x variable 'W_1'"):
-        convert.layers_from_tf({**lstm, "RNN/LSTMCell/W_1": np.ones((4, 8))})
+        convert.layers_from_tf({**lstm, "RNN/LSTMCell/W_1": np.ones((4, 8))}, forget_bias=1.0)
 
 
 def test_tutorial_unnamed_variables_in_creation_order():
@@ -231,8 +244,8 @@ def test_tutorial_unnamed_variables_in_creation_order():
     unnamed = {("Variable" if k == 0 else f"Variable_{k}") + ":0": named[name]
                for k, name in enumerate(convert.TUTORIAL_CREATION_ORDER[:12])}
     unnamed["Variable_14:0"] = np.zeros((hidden, 27), np.float32)  # the classifier: ignored here
-    assert_trees_close(convert.lstm_from_tf_tutorial(unnamed), convert.lstm_from_tf_tutorial(named),
-                       rtol=0, atol=0)
+    assert_layers_equal([convert.lstm_from_tf_tutorial(unnamed)],
+                        [convert.lstm_from_tf_tutorial(named)])
     with pytest.raises(ValueError, match="lstm_from_tf_tutorial"):
         convert.layers_from_tf(unnamed)
     swapped = {**unnamed, "Variable:0": named["im"], "Variable_1:0": named["ix"]}
@@ -244,9 +257,12 @@ def test_forget_bias_is_never_guessed():
     """Wall 5: options in the weights are read; forget_bias, which is not, must be given."""
     variables = _lstm_vars("rnn/basic_lstm_cell")
     with pytest.raises(ValueError, match="forget_bias is not stored in TF weights"):
-        convert.cells_from_tf(variables)
-    cells, _ = convert.cells_from_tf(variables, forget_bias=0.0)
-    assert cells == [LSTM(3, forget_bias=0.0)]
+        convert.layers_from_tf(variables)
+    with pytest.raises(ValueError, match="forget_bias is not stored in TF weights"):
+        convert.lstm_from_tf(variables["rnn/basic_lstm_cell/kernel"],
+                             variables["rnn/basic_lstm_cell/bias"])
+    ((cell, _),) = convert.layers_from_tf(variables, forget_bias=0.0)
+    assert cell == LSTM(3, forget_bias=0.0)
 
 
 @pytest.mark.parametrize("kind, options", [("LSTM", dict(num_layers=2, proj_size=2)),
@@ -256,13 +272,15 @@ def test_torch_export_reads_back_exactly(kind, options):
     torch.manual_seed(0)
     module = getattr(torch.nn, kind)(4, 3, **options)
     state_dict = {k: v.detach().numpy() for k, v in module.state_dict().items()}
-    cells, layers = convert.cells_from_torch(state_dict)
-    assert cells[0] == _lstmjax_cells(kind, 3, options)
-    exported = convert.layers_to_torch(cells, layers)
+    layers = convert.layers_from_torch(state_dict)
+    assert [cell for cell, _ in layers] == [_lstmjax_cells(kind, 3, options)] * options["num_layers"]
+    exported = convert.layers_to_torch(layers)
     assert sorted(exported) == sorted(state_dict)
-    assert_trees_close(convert.cells_from_torch(exported)[1], layers, rtol=0, atol=0)
-    with pytest.raises(ValueError, match="no layer norm"):
-        convert.layers_to_torch([LayerNormLSTM(3)], [LayerNormLSTM(3).init(jax.random.key(0), 2)])
+    assert_layers_equal(convert.layers_from_torch(exported), layers)
+    with pytest.raises(ValueError, match="no export of LayerNormLSTM cells in format 'torch'"):
+        convert.layers_to_torch([(LayerNormLSTM(3), LayerNormLSTM(3).init(jax.random.key(0), 2))])
+    with pytest.raises(ValueError, match="read it with layers_from_torch"):
+        {"LSTM": convert.gru_from_torch}.get(kind, convert.lstm_from_torch)(state_dict)
 
 
 def test_tutorial_short_names_are_accepted():
@@ -272,7 +290,8 @@ def test_tutorial_short_names_are_accepted():
     short = {"input_gate": "i", "forget_gate": "f", "output_gate": "o", "memory": "c"}
     short_names = {f"lstm/{short[name.rsplit('_', 1)[0]]}{dict(i='x', o='m', b='b')[name[-1]]}:0": v
                    for name, v in long_names.items()}
-    assert_trees_close(convert.lstm_from_tf_tutorial(short_names), convert.lstm_from_tf_tutorial(long_names))
+    assert_layers_equal([convert.lstm_from_tf_tutorial(short_names)],
+                        [convert.lstm_from_tf_tutorial(long_names)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,6 +344,8 @@ def test_matches_torch(case):
 
     state_dict = {name: to_np(p) for name, p in module.named_parameters()}
     cell = _lstmjax_cells(kind, hidden, options)
+    # Bug 5: the importer's cell, not a default LSTM(H) (forget_bias 1.0), goes with the weights.
+    assert [c for c, _ in importer(state_dict)] == [cell] * layers
 
     def carry(layer, h, c):
         return LSTMState(c[layer], h[layer]) if kind == "LSTM" else h[layer]
@@ -332,11 +353,11 @@ def test_matches_torch(case):
     def jax_loss(state_dict, xs, h0, c0):
         ys_per_direction, finals_h, finals_c = [], [], []
         for direction in range(directions):
-            params = importer(state_dict, reverse=direction == 1)
+            imported = importer(state_dict, reverse=direction == 1)
             inputs = jnp.swapaxes(xs, 0, 1)
-            for layer in range(layers):
+            for layer, (layer_cell, params) in enumerate(imported):
                 index = layer * directions + direction
-                final, inputs = lstmjax.run(cell.step, params[layer], carry(index, h0, c0), inputs,
+                final, inputs = lstmjax.run(layer_cell.step, params, carry(index, h0, c0), inputs,
                                             reverse=direction == 1)
                 finals_h.append(final.h if kind == "LSTM" else final)
                 finals_c.append(final.c if kind == "LSTM" else None)
@@ -356,3 +377,243 @@ def test_matches_torch(case):
     expected_grads = ({name: to_np(p.grad) for name, p in module.named_parameters()},
                       to_np(x.grad), to_np(h0.grad), to_np(c0.grad) if kind == "LSTM" else np.zeros_like(to_np(c0)))
     assert_trees_close(grads, expected_grads, rtol=1e-4, atol=1e-5, err_msg=case)
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry: every conversion round-trips; unknown cells and formats are errors.
+# ---------------------------------------------------------------------------------------------
+
+SAMPLE_CELLS = {  # cell class -> cells whose options cover what the formats do and do not take
+    LSTM: [LSTM(4, forget_bias=0.5), LSTM(4, forget_bias=1.0, use_peepholes=True, proj_size=3)],
+    GRU: [GRU(4), GRU(4, reset_after=True)],
+    SimpleRNN: [SimpleRNN(4)],
+    LayerNormLSTM: [LayerNormLSTM(4, forget_bias=1.0), LayerNormLSTM(4, layer_norm_cell=False)],
+}
+EXPORTS = [key for key, entry in convert.CONVERTERS.items() if entry.export is not None]
+
+
+@pytest.mark.parametrize("cls, fmt", EXPORTS, ids=[f"{c.__name__}-{f}" for c, f in EXPORTS])
+def test_every_export_reads_back_exactly(cls, fmt, rng):
+    """export then import runs as the original (one step from a random carry); the imported
+    layer exports to the same arrays, and reads back to the same cell and parameters, bit for
+    bit. A cell the format lacks is a ValueError, and every entry exports some sample."""
+    entry = convert.CONVERTERS[(cls, fmt)]
+    exported = 0
+    for cell in SAMPLE_CELLS[cls]:
+        params, carry, xs = random_cell_inputs(cell, rng, batch=2, steps=1, features=3)
+        try:
+            layer = entry.export(cell, params)
+        except ValueError:
+            continue
+        exported += 1
+        options = {"forget_bias": getattr(cell, "forget_bias", None)} if fmt == "tf" else {}
+        imported_cell, imported = entry.import_(layer, **options)
+        assert_trees_close(imported_cell.step(imported, carry, xs[0]),
+                           cell.step(params, carry, xs[0]), rtol=1e-6, atol=1e-6, err_msg=fmt)
+        again = entry.export(imported_cell, imported)
+        assert jax.tree.structure(again) == jax.tree.structure(layer)
+        for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(layer), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=fmt)  # arrays, and a TF cell's scope
+        assert_layers_equal([entry.import_(again, **options)], [(imported_cell, imported)])
+    assert exported
+
+
+class MyLSTM(LSTM):
+    """A user's cell: a subclass may change the math, so no converter may take it for an LSTM."""
+
+
+def test_unknown_cells_and_formats_are_errors():
+    """Bug 6: a cell convert.py does not know was exported as a SimpleRNN."""
+    cell = MyLSTM(4, forget_bias=0.0)
+    params = cell.init(jax.random.key(0), 3)
+    for export in (convert.layers_to_tf, convert.layers_to_torch, convert.lstm_to_cudnn):
+        with pytest.raises(ValueError, match=r"cannot convert MyLSTM\(hidden_size=4.*supported: lstm tf"):
+            export([(cell, params)])
+    with pytest.raises(ValueError, match=r"cannot convert MyLSTM\(.*to flax as a LSTM"):
+        convert.lstm_to_flax(cell, params)
+    with pytest.raises(ValueError, match="unknown format 'onnx' .formats: cudnn, equinox, flax, tf, torch"):
+        convert.converter(LSTM, "onnx")
+    with pytest.raises(ValueError, match="no export of LSTM cells in format 'equinox'"):
+        convert.converter(LSTM(4), "equinox", way="export")
+
+
+# ---------------------------------------------------------------------------------------------
+# flax, Equinox and cuDNN, against the libraries' own cells: outputs, final carries, gradients.
+# ---------------------------------------------------------------------------------------------
+
+STEPS, BATCH, FEATURES, HIDDEN = 3, 2, 3, 4
+
+
+def _lstmjax_loss(layer, carry, xs, weights):
+    """``sum(ys * w) + sum(final carry * w')`` of one layer (time-major ``xs``), engine scan."""
+    final, ys = lstmjax.run_layer(*layer, carry, xs, engine="scan")
+    return jnp.sum(ys * weights[0]) + sum(jnp.sum(a * w) for a, w in zip(
+        jax.tree.leaves(final), weights[1:], strict=True)), ys
+
+
+def _problem(rng, lstm):
+    """Random carry (``(c, h)`` for an LSTM), time-major inputs and the loss's weights."""
+    def normal(*shape):
+        return jnp.asarray(rng.normal(size=shape), jnp.float32)
+
+    carry = (normal(BATCH, HIDDEN), normal(BATCH, HIDDEN)) if lstm else normal(BATCH, HIDDEN)
+    weights = [normal(STEPS, BATCH, HIDDEN)] + [normal(BATCH, HIDDEN) for _ in range(1 + lstm)]
+    return carry, normal(STEPS, BATCH, FEATURES), weights
+
+
+def _as_lstmjax_carry(carry):
+    return LSTMState(*carry) if isinstance(carry, tuple) else carry
+
+
+FLAX_LINEN = ["LSTMCell", "OptimizedLSTMCell", "GRUCell"]
+FLAX_NNX = ["LSTMCell", "OptimizedLSTMCell", "GRUCell"]
+
+
+@pytest.mark.parametrize("api, name", [("linen", n) for n in FLAX_LINEN] + [("nnx", n) for n in FLAX_NNX])
+def test_flax_cells(api, name, rng):
+    from flax import linen, nnx
+
+    lstm = "LSTM" in name
+    importer = convert.lstm_from_flax if lstm else convert.gru_from_flax
+    carry, xs, weights = _problem(rng, lstm)
+    if api == "linen":
+        rnn = linen.RNN(getattr(linen, name)(HIDDEN), time_major=True, return_carry=True)
+        params = rnn.init(jax.random.key(0), xs, initial_carry=carry)["params"]["cell"]
+        params = jax.tree.map(lambda a: a + 0.3 * jnp.asarray(rng.normal(size=a.shape), a.dtype), params)
+
+        def flax_run(params):
+            return rnn.apply({"params": {"cell": params}}, xs, initial_carry=carry)
+    else:
+        module = getattr(nnx, name)(FEATURES, HIDDEN, rngs=nnx.Rngs(0))
+        graphdef, params = nnx.split(module)
+        params = jax.tree.map(lambda a: a + 0.3 * jnp.asarray(rng.normal(size=a.shape), a.dtype), params)
+
+        def flax_run(params):
+            cell = nnx.merge(graphdef, params)
+            return jax.lax.scan(lambda c, x: cell(c, x), carry, xs)
+
+    def flax_loss(params):
+        final, ys = flax_run(params)
+        return jnp.sum(ys * weights[0]) + sum(jnp.sum(a * w) for a, w in zip(
+            jax.tree.leaves(final), weights[1:], strict=True)), ys
+
+    def our_loss(params):
+        return _lstmjax_loss(importer(params), _as_lstmjax_carry(carry), xs, weights)
+
+    (expected, expected_ys), expected_grads = jax.value_and_grad(flax_loss, has_aux=True)(params)
+    (value, ys), grads = jax.value_and_grad(our_loss, has_aux=True)(params)
+    np.testing.assert_allclose(ys, expected_ys, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
+    assert_trees_close(grads, expected_grads, rtol=1e-5, atol=1e-5)
+    if api == "linen" and name != "OptimizedLSTMCell":
+        cell, imported = importer(params)
+        export = convert.lstm_to_flax if lstm else convert.gru_to_flax
+        assert_trees_close(export(cell, imported), params, rtol=0, atol=0)
+
+
+def test_flax_errors():
+    from flax import nnx
+
+    gru = nnx.GRUCell(FEATURES, HIDDEN, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"got a flax.nnx.GRUCell's: \['dense_h/kernel'"):
+        convert.lstm_from_flax(nnx.state(gru))
+    with pytest.raises(ValueError, match=r"expected the parameters of a flax LSTM cell, one of "
+                                         r"\{'flax.linen.LSTMCell or OptimizedLSTMCell': \['hf/bias'"):
+        convert.lstm_from_flax({"params": {"ii": {"kernel": np.zeros((3, 4))}}})
+    relu = nnx.LSTMCell(FEATURES, HIDDEN, activation_fn=jax.nn.relu, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="LSTMCell.activation_fn is .*relu.*compute tanh"):
+        convert.lstm_from_flax(relu)
+    cell, _ = convert.lstm_from_flax(nnx.OptimizedLSTMCell(FEATURES, HIDDEN, rngs=nnx.Rngs(0)))
+    assert cell == LSTM(HIDDEN, forget_bias=0.0)
+
+
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell"])
+def test_equinox_cells(name, rng):
+    eqx = pytest.importorskip("equinox")
+    lstm = name == "LSTMCell"
+    importer = convert.lstm_from_equinox if lstm else convert.gru_from_equinox
+    module = getattr(eqx.nn, name)(FEATURES, HIDDEN, key=jax.random.key(0))
+    carry, xs, weights = _problem(rng, lstm)
+
+    def eqx_loss(module):
+        step = jax.vmap(module)  # one example -> a batch
+        if lstm:  # equinox's carry is (h, c), lstmjax's (c, h)
+            (h, c), ys = jax.lax.scan(lambda s, x: ((hc := step(x, s)), hc[0]), carry[::-1], xs)
+            final = (c, h)
+        else:
+            final, ys = jax.lax.scan(lambda h, x: (step(x, h), step(x, h)), carry, xs)
+        return jnp.sum(ys * weights[0]) + sum(jnp.sum(a * w) for a, w in zip(
+            jax.tree.leaves(final), weights[1:], strict=True)), ys
+
+    def our_loss(module):
+        return _lstmjax_loss(importer(module), _as_lstmjax_carry(carry), xs, weights)
+
+    (expected, expected_ys), expected_grads = jax.value_and_grad(eqx_loss, has_aux=True)(module)
+    (value, ys), grads = jax.value_and_grad(our_loss, has_aux=True)(module)
+    np.testing.assert_allclose(ys, expected_ys, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
+    assert_trees_close(jax.tree.leaves(grads), jax.tree.leaves(expected_grads), rtol=1e-5, atol=1e-5)
+    no_bias = getattr(eqx.nn, name)(FEATURES, HIDDEN, use_bias=False, key=jax.random.key(1))
+    _, params = importer(no_bias)
+    assert not any(np.any(params[k]) for k in params if "bias" in k)
+    with pytest.raises(ValueError, match=f"expected an equinox.nn.{'GRU' if lstm else 'LSTM'}Cell"):
+        (convert.gru_from_equinox if lstm else convert.lstm_from_equinox)(module)
+
+
+def test_cudnn_weights_against_lstm_ref(rng):
+    """A 2-layer bidirectional stack of jax.experimental.rnn (lstm_ref, its CPU reference): the
+    layers lstm_from_cudnn reads, run forward and reversed, give its outputs, final states and
+    weight gradients; what lstm_to_cudnn writes reads back bit for bit."""
+    from jax.experimental import rnn
+
+    layers, size = 2, rnn.get_num_params_in_lstm(FEATURES, HIDDEN, 2, True)
+    weights = jnp.asarray(rng.normal(size=size), jnp.float32)
+    h0, c0 = (jnp.asarray(rng.normal(size=(2 * layers, BATCH, HIDDEN)), jnp.float32) for _ in "hc")
+    xs = jnp.asarray(rng.normal(size=(BATCH, STEPS, FEATURES)), jnp.float32)
+    probe = [jnp.asarray(rng.normal(size=shape), jnp.float32)
+             for shape in [(BATCH, STEPS, 2 * HIDDEN), h0.shape, c0.shape]]
+
+    def loss(outputs):
+        return sum(jnp.sum(a * w) for a, w in zip(outputs, probe, strict=True)), outputs[0]
+
+    def reference(weights):
+        with jax.numpy_rank_promotion("allow"):  # lstm_ref broadcasts rank-1 biases
+            outputs = rnn.lstm_ref(
+                xs, h0, c0, *rnn.unpack_lstm_weights(weights, FEATURES, HIDDEN, layers, True),
+                jnp.full((BATCH,), STEPS, jnp.int32), FEATURES, HIDDEN, layers, 0.0, True)
+        return loss(outputs)
+
+    def ours(weights):
+        directions = [convert.lstm_from_cudnn(weights, input_size=FEATURES, hidden_size=HIDDEN,
+                                              num_layers=layers, bidirectional=True, reverse=r)
+                      for r in (False, True)]
+        inputs, finals = jnp.swapaxes(xs, 0, 1), []
+        for k in range(layers):
+            outputs = []
+            for reverse, stack in enumerate(directions):
+                index = 2 * k + reverse
+                final, ys = lstmjax.run_layer(*stack[k], LSTMState(c0[index], h0[index]), inputs,
+                                              engine="scan", reverse=bool(reverse))
+                finals.append(final)
+                outputs.append(ys)
+            inputs = jnp.concatenate(outputs, axis=-1)
+        return loss((jnp.swapaxes(inputs, 0, 1), jnp.stack([f.h for f in finals]),
+                     jnp.stack([f.c for f in finals])))
+
+    (expected, expected_ys), expected_grad = jax.value_and_grad(reference, has_aux=True)(weights)
+    (value, ys), grad = jax.value_and_grad(ours, has_aux=True)(weights)
+    np.testing.assert_allclose(ys, expected_ys, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-5)
+
+    fw, bw = (convert.lstm_from_cudnn(weights, input_size=FEATURES, hidden_size=HIDDEN,
+                                      num_layers=layers, bidirectional=True, reverse=r)
+              for r in (False, True))
+    assert [cell for cell, _ in fw + bw] == [LSTM(HIDDEN, forget_bias=0.0)] * 4
+    written = convert.lstm_to_cudnn(fw, reverse_layers=bw)  # b_ih + b_hh in b_ih, b_hh zeros
+    for reverse, expected_layers in enumerate((fw, bw)):
+        assert_layers_equal(convert.lstm_from_cudnn(
+            written, input_size=FEATURES, hidden_size=HIDDEN, num_layers=layers,
+            bidirectional=True, reverse=bool(reverse)), expected_layers)
+    with pytest.raises(ValueError, match=r"weights must be shaped \[\d+\] for input_size=3"):
+        convert.lstm_from_cudnn(weights, input_size=FEATURES, hidden_size=HIDDEN)

@@ -20,7 +20,8 @@ import lstmjax
 from benchmarks import peers
 from benchmarks.report import Unavailable
 from benchmarks.shapes import QUICK_SHAPES
-from lstmjax.convert import layers_from_tf, lstm_from_torch
+from lstmjax import LSTM, convert
+from lstmjax.model import make_cells
 
 pytestmark = pytest.mark.usefixtures("standard_promotion")
 
@@ -28,48 +29,34 @@ SHAPE = QUICK_SHAPES["quick-char"]  # V=16, H=8, L=2, B=4, T=6: two layers, so l
 
 
 # ---------------------------------------------------------------------------------------------
-# Each library's parameters -> lstmjax's (embedding [V, H], per-layer kernel/bias, head).
+# Each library's parameters -> lstmjax's (embedding [V, H], per-layer (cell, params), head), through
+# lstmjax.convert: the cells come with the weights, so a forget_bias mismatch cannot pass.
 # ---------------------------------------------------------------------------------------------
 
 
-def _torch_style_layers(weight_ih, weight_hh, bias_ih, bias_hh):
-    """lstmjax layers from per-layer torch/cuDNN-layout arrays (gate rows i, f, g, o)."""
-    state_dict = {}
-    for k in range(len(weight_ih)):
-        state_dict |= {f"weight_ih_l{k}": weight_ih[k], f"weight_hh_l{k}": weight_hh[k],
-                       f"bias_ih_l{k}": bias_ih[k], f"bias_hh_l{k}": bias_hh[k]}
-    return lstm_from_torch(state_dict)
-
-
 def _from_lstmjax(p):
-    layers = [{"kernel": p[f"layer_{k}/kernel"], "bias": p[f"layer_{k}/bias"]}
+    cell = LSTM(SHAPE.hidden_size, forget_bias=0.0)  # the runners' cell (benchmarks.peers)
+    layers = [(cell, {"kernel": p[f"layer_{k}/kernel"], "bias": p[f"layer_{k}/bias"]})
               for k in range(SHAPE.num_layers)]
     return p["embedding/embedding"], layers, p["head/kernel"], p["head/bias"]
 
 
 def _from_flax(p):
-    layers = []
-    for k in range(SHAPE.num_layers):
-        gates = "igfo"  # lstmjax's order i, j, f, o; flax calls the candidate j "g"
-        kernel = np.concatenate([np.concatenate([p[f"lstm_{k}/i{g}/kernel"],
-                                                 p[f"lstm_{k}/h{g}/kernel"]]) for g in gates], 1)
-        bias = np.concatenate([p[f"lstm_{k}/h{g}/bias"] for g in gates])
-        layers.append({"kernel": kernel, "bias": bias})
+    layers = [convert.lstm_from_flax({name.split("/", 1)[1]: value for name, value in p.items()
+                                      if name.startswith(f"lstm_{k}/")})
+              for k in range(SHAPE.num_layers)]
     return p["embedding/embedding"], layers, p["head/kernel"], p["head/bias"]
 
 
 def _from_cudnn(p):
-    from jax.experimental import rnn
-
     size = SHAPE.hidden_size
-    w_ih, w_hh, b_ih, b_hh = rnn.unpack_lstm_weights(p["lstm"], size, size, SHAPE.num_layers, False)
-    layers = _torch_style_layers(*([d[k] for k in range(SHAPE.num_layers)]
-                                   for d in (w_ih, w_hh, b_ih, b_hh)))
+    layers = convert.lstm_from_cudnn(p["lstm"], input_size=size, hidden_size=size,
+                                     num_layers=SHAPE.num_layers)
     return p["embedding/embedding"], layers, p["head/kernel"], p["head/bias"]
 
 
 def _from_torch(p):
-    layers = lstm_from_torch({k: v for k, v in p.items() if k.startswith("lstm.")})
+    layers = convert.lstm_from_torch({k: v for k, v in p.items() if k.startswith("lstm.")})
     return p["embedding.weight"], layers, p["head.weight"].T, p["head.bias"]
 
 
@@ -78,27 +65,30 @@ def _from_keras(p):
         (value,) = [v for k, v in p.items() if re.fullmatch(f"{layer}/(.*/)?{name}", k)]
         return value
 
-    layers = [leaf(f"lstm_{k}", n) for k in range(SHAPE.num_layers)
-              for n in ("kernel", "recurrent_kernel", "bias")]
-    kernels, recurrent, biases = layers[0::3], layers[1::3], layers[2::3]
-    layers = _torch_style_layers([w.T for w in kernels], [w.T for w in recurrent], biases,
-                                 [np.zeros_like(b) for b in biases])  # keras gates: i, f, c, o
-    return (leaf("embedding", "embeddings"), layers, leaf("head", "kernel"),
-            leaf("head", "bias"))
+    state_dict = {}  # keras's kernels are torch's transposed, gates i, f, c, o; one bias
+    for k in range(SHAPE.num_layers):
+        bias = leaf(f"lstm_{k}", "bias")
+        state_dict |= {f"weight_ih_l{k}": leaf(f"lstm_{k}", "kernel").T,
+                       f"weight_hh_l{k}": leaf(f"lstm_{k}", "recurrent_kernel").T,
+                       f"bias_ih_l{k}": bias, f"bias_hh_l{k}": np.zeros_like(bias)}
+    return (leaf("embedding", "embeddings"), convert.lstm_from_torch(state_dict),
+            leaf("head", "kernel"), leaf("head", "bias"))
 
 
 def _from_tf(p):
-    return (p["Model/embedding:0"], layers_from_tf(p), p["Model/softmax_w:0"],
-            p["Model/softmax_b:0"])
+    return (p["Model/embedding:0"], convert.layers_from_tf(p, forget_bias=0.0),
+            p["Model/softmax_w:0"], p["Model/softmax_b:0"])
 
 
 def _lstmjax_loss(embedding, layers, head_kernel, head_bias, *, seed) -> float:
-    """lstmjax's mean token loss on the runners' batch, from a zero state."""
+    """lstmjax's mean token loss on the runners' batch, from a zero state, for ``layers``
+    ``[(cell, params)]`` whose cells must be the model's."""
     config = lstmjax.ModelConfig(vocab_size=SHAPE.vocab_size, hidden_size=SHAPE.hidden_size,
                                  num_layers=SHAPE.num_layers, forget_bias=0.0)
+    assert [cell for cell, _ in layers] == make_cells(config)
     params = {"embedding": {"embedding": embedding}, "head": {"kernel": head_kernel,
                                                               "bias": head_bias}}
-    params |= {f"layer_{k}": layer for k, layer in enumerate(layers)}
+    params |= {f"layer_{k}": layer for k, (_, layer) in enumerate(layers)}
     params = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
     inputs, targets = peers.make_batch(SHAPE, seed)
     logits, _ = lstmjax.RNNLanguageModel(config).apply(

@@ -58,6 +58,7 @@ from jax.experimental import rnn
 from jax.experimental.layout import Layout, with_layout_constraint
 
 from lstmjax.cells import LSTM, LSTMState
+from lstmjax.convert import lstm_to_cudnn
 from lstmjax.engines.loop import valid_steps
 
 Array = jax.Array
@@ -107,7 +108,8 @@ def cudnn_weights(cell: LSTM, params: dict[str, Array]) -> Array:
     """``params`` of ``cell`` (TF1 layout) as cuDNN's flat weight vector, float32.
 
     Pure and differentiable: the gradient of a loss with respect to the flat vector flows back
-    to ``kernel`` and ``bias``. The layout mapping is in the module docstring.
+    to ``kernel`` and ``bias``. The layout mapping is in the module docstring; the code is
+    :func:`lstmjax.convert.lstm_to_cudnn`, the one copy of cuDNN's layout.
 
     Args:
       cell: a :class:`lstmjax.cells.LSTM` without peepholes, projection or clipping.
@@ -119,21 +121,7 @@ def cudnn_weights(cell: LSTM, params: dict[str, Array]) -> Array:
     """
     if (why_not := _cell_reason(cell)) is not None:
         raise ValueError(f"cudnn_weights cannot convert {cell!r}: {why_not}")
-    weights = cell.layer_weights(params)
-
-    def to_cudnn(a: Array) -> Array:  # [..., 4H] gates i, j, f, o -> [4H, ...] gates i, f, g, o
-        i, j, f, o = jnp.split(a.astype(jnp.float32), 4, axis=-1)
-        return jnp.concatenate([i, f, j, o], axis=-1).T
-
-    bias = weights.input_bias.astype(jnp.float32)
-    i, j, f, o = jnp.split(bias, 4)
-    input_bias = to_cudnn(jnp.concatenate([i, j, f + cell.forget_bias, o]))
-    return jnp.concatenate([
-        to_cudnn(weights.input_kernel).reshape(-1),  # W_ih: [4H, I]
-        to_cudnn(weights.recurrent["kernel"]).reshape(-1),  # W_hh: [4H, H]
-        input_bias,  # b_ih: [4H]
-        jnp.zeros_like(input_bias),  # b_hh: [4H]
-    ])
+    return lstm_to_cudnn([(cell, params)])
 
 
 def run_layer(cell: Any, params: Any, carry: Any, xs: Array, *, lengths: Array | None,
