@@ -10,7 +10,7 @@ import pytest
 from helpers import assert_trees_close, random_cell_inputs, randomize
 
 import lstmjax
-from lstmjax import GRU, LSTM, LayerNormLSTM, SimpleRNN
+from lstmjax import GRU, LSTM, LayerNormLSTM, SimpleRNN, convert
 from lstmjax.engines import ENGINES, resolve
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
@@ -69,8 +69,8 @@ def test_bidirectional_stack_with_lengths_equals_torch_packed(engine, rng):
     out, (h_n, c_n) = module(packed)
     expect, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=steps)
     state_dict = module.state_dict()
-    layers = zip(lstmjax.convert.lstm_from_torch(state_dict),
-                 lstmjax.convert.lstm_from_torch(state_dict, reverse=True))
+    layers = zip(convert.lstm_from_torch(state_dict),
+                 convert.lstm_from_torch(state_dict, reverse=True))
     cells, params = zip(*(((fw[0], bw[0]), (fw[1], bw[1])) for fw, bw in layers))
     finals, ys = lstmjax.run_stack(cells, params, None, jnp.asarray(xs, jnp.float32),
                                    engine=engine, lengths=jnp.asarray(lengths, jnp.int32))
