@@ -1,6 +1,6 @@
 """A recurrent policy learns a memory task: act step by step, train on the whole rollout.
 
-    python -m experiments.memory_policy             # full: a few minutes on 2 CPU cores
+    python -m experiments.memory_policy             # full: about 10 s on 2 CPU cores
     python -m experiments.memory_policy --quick     # seconds (tests/test_examples.py)
 
 The task ("cue, then choose", a T-maze without the maze): an episode shows a cue (left or right)
