@@ -14,6 +14,7 @@ these functions.
   :func:`~lstmjax.engines.run_layer` at T = 1 with the same reset semantics, so stepping T times
   gives the rollout's outputs.
 * :func:`last_valid`: the output at each sequence's last valid step (the classifier's input).
+* :func:`flip_within_lengths`: reverse each sequence within its length (flax's reversed order).
 
 Carries are given per layer (None: zeros) and come back per layer, in the cells' structures.
 """
@@ -229,5 +230,34 @@ def last_valid(ys: Array, lengths: Array | None = None, *, time_major: bool = Tr
     return jnp.where((lengths > 0)[:, None], last, jnp.zeros_like(last))
 
 
-__all__ = ["concatenate", "last_valid", "run_bidirectional", "run_stack", "step_layer",
-           "step_stack"]
+def flip_within_lengths(ys: Array, lengths: Array | None = None, *,
+                        time_major: bool = True) -> Array:
+    """Each sequence's first ``lengths[b]`` steps in reverse order; the steps after stay put.
+
+    The outputs of a ``reverse=True`` layer (:func:`~lstmjax.engines.run_layer`, in input order)
+    in the order they were computed, as flax's ``nn.RNN(reverse=True, keep_order=False)`` returns
+    them (flax's ``flip_sequences``, which also reverses the padding among itself).
+
+    Args:
+      ys: ``[T, B, ...]`` (``[B, T, ...]`` if not ``time_major``).
+      lengths: ``int[B]`` in [0, T], or None (every sequence has T steps: a plain flip).
+
+    Returns:
+      ``ys`` reordered: ``out[t, b] = ys[lengths[b] - 1 - t, b]`` for ``t < lengths[b]``, else
+      ``ys[t, b]``.
+    """
+    time_axis = 0 if time_major else 1
+    if lengths is None:
+        return jnp.flip(ys, axis=time_axis)
+    num_steps, batch_size = ys.shape[:2] if time_major else ys.shape[1::-1]
+    lengths = checked_lengths(lengths, batch_size, num_steps)
+    steps = jnp.arange(num_steps, dtype=lengths.dtype)[:, None]  # [T, 1]
+    index = jnp.where(steps < lengths[None], lengths[None] - 1 - steps, steps)  # [T, B]
+    if not time_major:
+        index = index.T
+    return jnp.take_along_axis(ys, index.reshape(index.shape + (1,) * (ys.ndim - 2)),
+                               axis=time_axis)
+
+
+__all__ = ["concatenate", "flip_within_lengths", "last_valid", "run_bidirectional", "run_stack",
+           "step_layer", "step_stack"]

@@ -1,0 +1,307 @@
+"""Flax Linen modules over any lstmjax cell and engine: :class:`RNN`, :class:`Bidirectional`,
+:class:`Stack`.
+
+``lstmjax.linen.RNN(lstmjax.LSTM(64))`` replaces ``flax.linen.RNN(flax.linen.LSTMCell(64))``:
+batch-major ``[B, T, I]`` inputs by default, flax's call keywords (``initial_carry``,
+``seq_lengths``, ``reverse``, ``keep_order``, ``return_carry``). The modules only create the
+parameters, one ``"cell"`` entry per cell (``variables["params"]["cell"]`` in the cell's layout,
+:mod:`lstmjax.cells`), and call :func:`lstmjax.run_layer`, :func:`lstmjax.run_bidirectional` or
+:func:`lstmjax.run_stack`; the math is the cells'.
+
+The functions below the modules are the call glue that :mod:`lstmjax.nnx` and
+:mod:`lstmjax.equinox` share with these modules (they live here because flax.linen is imported
+with lstmjax anyway): the argument checks, the keep_order flip, a stack's options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lstmjax._checks import require_choice
+from lstmjax.cells import RecurrentCell
+from lstmjax.engines import ENGINE_NAMES, run_layer
+from lstmjax.layers import concatenate, flip_within_lengths, run_bidirectional, run_stack
+
+Array = jax.Array
+Merge = Callable[[Array, Array], Array]
+
+
+class RNN(nn.Module):
+    """One recurrent layer of ``cell`` over the time axis, flax ``nn.RNN``'s call with lstmjax cells.
+
+    Parameters: ``{"cell": cell.init(key, I)}``, I read off the inputs at ``init``.
+
+    Differences with ``flax.linen.RNN``:
+
+    * ``cell`` is an lstmjax cell (:class:`lstmjax.cells.RecurrentCell`, e.g. ``lstmjax.LSTM(H)``),
+      not a flax module; flax LSTM and GRU weights convert with
+      :func:`lstmjax.convert.lstm_from_flax` / ``gru_from_flax`` (flax's LSTM is
+      ``LSTM(H, forget_bias=0.0)``).
+    * ``reverse``, ``keep_order`` and ``return_carry`` are call arguments only and ``time_major`` a
+      module attribute only (flax has both, the call overriding the attribute).
+    * ``initial_carry=None`` is zeros (``cell.zero_carry``; flax asks its cell's
+      ``initialize_carry``, also zeros for its LSTM and GRU) and there is no ``init_key``;
+      ``initial_carry`` may be positional, and a plain tuple is read in the carry's field order
+      (an LSTM's ``(c, h)``, flax's order).
+    * With ``seq_lengths``, outputs at padded steps (``t >= seq_lengths[b]``) are zeros. flax runs
+      the cell on over the padding and returns those outputs (with ``reverse=True`` and
+      ``keep_order=False``, the padding's outputs reversed among themselves). The final carry is
+      the carry after the last valid step in both (after step 0 when reversed); for a sequence of
+      length 0 it is the initial carry here, flax's carry after the last padded step.
+    * ``resets`` (``bool[B, T]``, ``[T, B]`` if ``time_major``) zero a sequence's carry before a
+      step (packed documents); flax has none.
+    * ``engine`` picks how the layer runs (:data:`lstmjax.ENGINES`, ``"auto"`` by default); flax
+      always runs ``nn.scan``, with its ``unroll``, ``variable_axes``, ``variable_broadcast``,
+      ``variable_carry`` and ``split_rngs``, which have no counterpart: the cell is a pure
+      function of its parameters (no variables, no rngs in the loop) and ``"auto"`` picks unroll.
+    * One batch axis and one feature axis: ``xs: [B, T, I]`` (flax takes several leading batch
+      axes, and cells with several feature axes such as ``ConvLSTMCell``).
+
+    Attributes:
+      cell: an lstmjax cell.
+      engine: a key of :data:`lstmjax.ENGINES` or ``"auto"``.
+      time_major: inputs ``[T, B, I]`` instead of ``[B, T, I]`` (and so outputs, resets).
+    """
+
+    cell: Any
+    engine: str = "auto"
+    time_major: bool = False
+
+    def __post_init__(self):
+        checked_cell(self.cell)
+        require_choice("engine", self.engine, ENGINE_NAMES)
+        super().__post_init__()
+
+    @nn.compact
+    def cell_params(self, in_features: int) -> dict[str, Array]:
+        """The cell's parameters for ``in_features`` inputs (created at ``init``)."""
+        return self.param("cell", self.cell.init, in_features)
+
+    def __call__(self, xs: Array, initial_carry: Any = None, *, seq_lengths: Array | None = None,
+                 resets: Array | None = None, reverse: bool = False, keep_order: bool = False,
+                 return_carry: bool = False) -> Any:
+        """Run the layer over ``xs: float[B, T, I]`` (``[T, B, I]`` if ``time_major``).
+
+        Args:
+          initial_carry: shaped like ``cell.zero_carry(B)``; None is zeros.
+          seq_lengths: optional ``int[B]`` valid steps per sequence.
+          resets: optional ``bool[B, T]`` (``[T, B]`` if ``time_major``), True where a sequence
+            starts afresh: its carry is zeroed before that step, in the order the steps run.
+          reverse: run from each sequence's last valid step to its first.
+          keep_order: with ``reverse``, return the outputs in input order; without, in the order
+            they were computed (flax's default).
+          return_carry: also return the final carry.
+
+        Returns:
+          ``ys: [B, T, P]`` (``[T, B, P]`` if ``time_major``), or ``(final_carry, ys)``.
+        """
+        params = self.cell_params(jnp.shape(xs)[-1])
+        return run_rnn(self.cell, params, initial_carry, xs, engine=self.engine,
+                       time_major=self.time_major, seq_lengths=seq_lengths, resets=resets,
+                       reverse=reverse, keep_order=keep_order, return_carry=return_carry)
+
+
+class Bidirectional(nn.Module):
+    """Two :class:`RNN` over the same inputs, forward and backward, outputs merged step by step.
+
+    flax ``nn.Bidirectional``'s semantics: the backward layer runs reversed and keeps the input
+    order; through :func:`lstmjax.run_bidirectional`. Parameters: ``{"forward": {"cell": ...},
+    "backward": {"cell": ...}}``.
+
+    Differences with ``flax.linen.Bidirectional``: the attributes are ``forward``, ``backward`` and
+    ``merge`` (flax: ``forward_rnn``, ``backward_rnn``, ``merge_fn``); ``time_major`` and the
+    engine come from the two RNNs, which must agree; ``return_carry`` is a call argument only,
+    with no ``init_key``, ``reverse`` or ``keep_order``; ``resets`` mark document starts and the
+    backward layer is given the document ends (:func:`lstmjax.reverse_resets`); and the
+    differences of :class:`RNN` (zeros at padded steps, lstmjax cells, one batch axis).
+
+    Attributes:
+      forward, backward: :class:`RNN` modules.
+      merge: ``merge(ys_forward, ys_backward) -> ys``; the default concatenates the features.
+    """
+
+    forward: RNN
+    backward: RNN
+    merge: Merge = concatenate
+
+    @property
+    def cell(self) -> tuple[Any, Any]:
+        """The ``(forward, backward)`` cells."""
+        return self.forward.cell, self.backward.cell
+
+    @property
+    def engine(self) -> str:
+        return shared_option("Bidirectional", (self.forward, self.backward), "engine")
+
+    @property
+    def time_major(self) -> bool:
+        return shared_option("Bidirectional", (self.forward, self.backward), "time_major")
+
+    def cell_params(self, in_features: int) -> tuple[dict[str, Array], dict[str, Array]]:
+        """The ``(forward, backward)`` cells' parameters."""
+        return self.forward.cell_params(in_features), self.backward.cell_params(in_features)
+
+    def __call__(self, xs: Array, initial_carry: Any = None, *, seq_lengths: Array | None = None,
+                 resets: Array | None = None, return_carry: bool = False) -> Any:
+        """Run both directions over ``xs: float[B, T, I]`` (``[T, B, I]`` if ``time_major``).
+
+        Args:
+          initial_carry: ``(forward, backward)`` carries, or None (zeros).
+          seq_lengths, resets: as for :meth:`RNN.__call__`; ``resets`` mark document starts.
+          return_carry: also return the ``(forward, backward)`` final carries.
+
+        Returns:
+          ``ys``, the merge of both directions' ``[B, T, P]``, or ``(final_carries, ys)``.
+        """
+        params = self.cell_params(jnp.shape(xs)[-1])
+        carry, ys = run_bidirectional(self.cell, params, initial_carry, xs, engine=self.engine,
+                                      lengths=seq_lengths, resets=resets, merge=self.merge,
+                                      time_major=self.time_major)
+        return (carry, ys) if return_carry else ys
+
+
+class Stack(nn.Module):
+    """Layers (:class:`RNN` and :class:`Bidirectional`) one after the other, with dropout between.
+
+    torch ``nn.LSTM(num_layers=L, dropout=p)``'s dropout: on each layer's outputs but the last's.
+    Through :func:`lstmjax.run_stack`, so every layer must use one engine and one ``time_major``,
+    and the Bidirectional layers one merge. Parameters: ``{"layers_0": ..., "layers_1": ...}``,
+    each layer's; each layer's input features follow from the one before.
+
+    Attributes:
+      layers: :class:`RNN` and :class:`Bidirectional` modules.
+      dropout: drop probability between layers (``nn.Dropout``, rng ``"dropout"``).
+    """
+
+    layers: Sequence[RNN | Bidirectional]
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, xs: Array, initial_carry: Any = None, *, seq_lengths: Array | None = None,
+                 resets: Array | None = None, return_carry: bool = False,
+                 deterministic: bool | None = None) -> Any:
+        """Run the layers over ``xs: float[B, T, I]`` (``[T, B, I]`` if ``time_major``).
+
+        Args:
+          initial_carry: one carry per layer (a pair for a Bidirectional layer), or None (zeros).
+          seq_lengths, resets: as for :meth:`RNN.__call__`, for every layer.
+          return_carry: also return the tuple of final carries, one per layer.
+          deterministic: no dropout (evaluation); False draws masks from the ``"dropout"`` rng.
+            Required when ``dropout > 0``.
+
+        Returns:
+          The last layer's ``ys``, or ``(final_carries, ys)``.
+        """
+        options = stack_options(self.layers)
+        checked_rate(self.dropout)
+        between = None
+        if self.dropout > 0:
+            if deterministic is None:
+                raise ValueError(f"Stack(dropout={self.dropout}) needs deterministic=False "
+                                 "(training, with a 'dropout' rng) or True (evaluation)")
+            drop = nn.Dropout(self.dropout, deterministic=deterministic)
+
+            def between(layer: int, ys: Array) -> Array:
+                del layer
+                return drop(ys)
+        params, in_features = [], jnp.shape(xs)[-1]
+        for layer in self.layers:
+            params.append(layer.cell_params(in_features))
+            in_features = out_features(layer.cell, options["merge"])
+        carries, ys = run_stack([layer.cell for layer in self.layers], params, initial_carry, xs,
+                                lengths=seq_lengths, resets=resets, between=between, **options)
+        return (carries, ys) if return_carry else ys
+
+
+# ---------------------------------------------------------------------------------------------
+# The call glue of lstmjax.linen, lstmjax.nnx and lstmjax.equinox: plain functions, no framework.
+# ---------------------------------------------------------------------------------------------
+
+
+def run_rnn(cell: Any, params: Any, carry: Any, xs: Array, *, engine: str, time_major: bool,
+            seq_lengths: Array | None, resets: Array | None, reverse: bool, keep_order: bool,
+            return_carry: bool) -> Any:
+    """:func:`lstmjax.run_layer` with flax ``nn.RNN``'s keywords: with ``reverse`` and not
+    ``keep_order`` the outputs come back in the order they were computed
+    (:func:`lstmjax.layers.flip_within_lengths`); ``ys``, or ``(carry, ys)`` if ``return_carry``."""
+    carry, ys = run_layer(cell, params, carry, xs, engine=engine, lengths=seq_lengths,
+                          reverse=reverse, resets=resets, time_major=time_major)
+    if reverse and not keep_order:
+        ys = flip_within_lengths(ys, seq_lengths, time_major=time_major)
+    return (carry, ys) if return_carry else ys
+
+
+def checked_cell(cell: Any) -> Any:
+    """``cell``, or a ValueError unless it is an lstmjax cell (a flax cell module is a common slip)."""
+    if not isinstance(cell, RecurrentCell):
+        raise ValueError(
+            f"cell must be an lstmjax cell (lstmjax.cells.RecurrentCell: init, zero_carry, step, "
+            f"...), e.g. lstmjax.LSTM(64), got {cell!r}; flax weights convert with "
+            "lstmjax.convert.lstm_from_flax / gru_from_flax")
+    return cell
+
+
+def checked_features(owner: str, in_features: int, xs: Array) -> None:
+    """Raise a ValueError unless ``xs`` has ``in_features`` features on its last axis."""
+    if jnp.ndim(xs) < 1 or jnp.shape(xs)[-1] != in_features:
+        raise ValueError(f"{owner} was built with in_features={in_features}, but xs has shape "
+                         f"{jnp.shape(xs)}: its last axis must have {in_features} features")
+
+
+def checked_rate(rate: float) -> float:
+    """``rate``, or a ValueError unless it is a drop probability in [0, 1)."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout must be a drop probability in [0, 1), got {rate!r}")
+    return rate
+
+
+def shared_option(owner: str, layers: Sequence[Any], name: str) -> Any:
+    """The one value of attribute ``name`` (``"engine"``, ``"time_major"``, ...) of ``layers``;
+    a ValueError if they differ: ``owner`` runs them as one call."""
+    values = [getattr(layer, name) for layer in layers]
+    if any(value != values[0] for value in values):
+        raise ValueError(f"the layers of a {owner} must share one {name}, got {values}; build "
+                         f"them with the same {name}")
+    return values[0]
+
+
+def stack_options(layers: Sequence[Any]) -> dict[str, Any]:
+    """``{"engine", "time_major", "merge"}`` of a Stack's layers for :func:`lstmjax.run_stack`,
+    one value each (a ValueError if they differ; ``merge`` is the default with no Bidirectional
+    layer)."""
+    if not layers:
+        raise ValueError("a Stack needs at least one layer")
+    options = {name: shared_option("Stack", layers, name) for name in ("engine", "time_major")}
+    merges = [layer.merge for layer in layers if isinstance(layer.cell, tuple)]
+    if any(merge is not merges[0] for merge in merges):
+        raise ValueError(f"the Bidirectional layers of a Stack must share one merge "
+                         f"(lstmjax.run_stack takes one), got {merges}")
+    options["merge"] = merges[0] if merges else concatenate
+    return options
+
+
+def out_features(cell: Any, merge: Merge) -> int:
+    """Features of a layer's outputs: the cell's ``output_size``, or for a ``(forward,
+    backward)`` pair the last axis of ``merge``'s result."""
+    if not isinstance(cell, tuple):
+        return cell.output_size
+    shapes = [jax.ShapeDtypeStruct((1, 1, c.output_size), c.dtype) for c in cell]
+    return jax.eval_shape(merge, *shapes).shape[-1]
+
+
+def check_chain(layers: Sequence[Any], merge: Merge) -> None:
+    """Raise a ValueError unless each layer's ``in_features`` is the previous layer's output
+    features (:func:`out_features`)."""
+    for index in range(1, len(layers)):
+        given = out_features(layers[index - 1].cell, merge)
+        if layers[index].in_features != given:
+            raise ValueError(f"Stack layer {index} has in_features={layers[index].in_features}, "
+                             f"but layer {index - 1} gives {given} features")
+
+
+__all__ = ["RNN", "Bidirectional", "Stack"]

@@ -1,0 +1,195 @@
+"""Flax NNX modules over any lstmjax cell and engine: :class:`RNN`, :class:`Bidirectional`,
+:class:`Stack`.
+
+``lstmjax.nnx.RNN(lstmjax.LSTM(64), in_features, rngs=rngs)``: the cell's parameters are
+``nnx.Param`` leaves in ``rnn.params`` (a dict in the cell's layout, :mod:`lstmjax.cells`), so
+``nnx.state``, ``nnx.split``/``merge``, ``nnx.jit`` and ``nnx.Optimizer`` see them; the call is
+flax ``nn.RNN``'s (see :class:`lstmjax.linen.RNN`) and runs :func:`lstmjax.run_layer`,
+:func:`lstmjax.run_bidirectional` or :func:`lstmjax.run_stack`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+from flax import nnx
+
+from lstmjax._checks import require_choice, require_positive_int
+from lstmjax.engines import ENGINE_NAMES
+from lstmjax.layers import concatenate, run_bidirectional, run_stack
+from lstmjax.linen import (
+    Merge,
+    check_chain,
+    checked_cell,
+    checked_features,
+    checked_rate,
+    run_rnn,
+    shared_option,
+    stack_options,
+)
+
+Array = jax.Array
+
+
+class RNN(nnx.Module):
+    """One recurrent layer of ``cell`` over the time axis, flax ``nn.RNN``'s call with lstmjax cells.
+
+    Parameters: ``self.params = {name: nnx.Param}`` from ``cell.init(rngs.params(),
+    in_features)``.
+
+    Differences with ``flax.linen.RNN`` (whose call this follows; ``flax.nnx.RNN`` has the same
+    semantics):
+
+    * ``cell`` is an lstmjax cell (:class:`lstmjax.cells.RecurrentCell`, e.g. ``lstmjax.LSTM(H)``),
+      not a flax module; flax LSTM and GRU weights convert with
+      :func:`lstmjax.convert.lstm_from_flax` / ``gru_from_flax`` (flax's LSTM is
+      ``LSTM(H, forget_bias=0.0)``).
+    * ``reverse``, ``keep_order`` and ``return_carry`` are call arguments only and ``time_major`` a
+      constructor argument only (flax has both, the call overriding the attribute).
+    * ``initial_carry=None`` is zeros (``cell.zero_carry``; flax asks its cell's
+      ``initialize_carry``, also zeros for its LSTM and GRU) and there is no ``init_key``;
+      ``initial_carry`` may be positional, and a plain tuple is read in the carry's field order
+      (an LSTM's ``(c, h)``, flax's order).
+    * With ``seq_lengths``, outputs at padded steps (``t >= seq_lengths[b]``) are zeros. flax runs
+      the cell on over the padding and returns those outputs (with ``reverse=True`` and
+      ``keep_order=False``, the padding's outputs reversed among themselves). The final carry is
+      the carry after the last valid step in both (after step 0 when reversed); for a sequence of
+      length 0 it is the initial carry here, flax's carry after the last padded step.
+    * ``resets`` (``bool[B, T]``, ``[T, B]`` if ``time_major``) zero a sequence's carry before a
+      step (packed documents); flax has none.
+    * ``engine`` picks how the layer runs (:data:`lstmjax.ENGINES`, ``"auto"`` by default); flax
+      always scans, with its ``unroll``, ``variable_axes``, ``variable_broadcast``,
+      ``variable_carry`` and ``split_rngs``, which have no counterpart: the cell is a pure
+      function of its parameters (no variables, no rngs in the loop) and ``"auto"`` picks unroll.
+    * One batch axis and one feature axis: ``xs: [B, T, I]`` (flax takes several leading batch
+      axes, and cells with several feature axes such as ``ConvLSTMCell``).
+
+    Args:
+      cell: an lstmjax cell.
+      in_features: I, the inputs' features.
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
+      engine: a key of :data:`lstmjax.ENGINES` or ``"auto"``.
+      time_major: inputs ``[T, B, I]`` instead of ``[B, T, I]`` (and so outputs, resets).
+    """
+
+    def __init__(self, cell: Any, in_features: int, *, rngs: nnx.Rngs, engine: str = "auto",
+                 time_major: bool = False):
+        require_positive_int("in_features", in_features)
+        require_choice("engine", engine, ENGINE_NAMES)
+        self.cell = checked_cell(cell)
+        self.in_features, self.engine, self.time_major = in_features, engine, time_major
+        self.params = nnx.data({name: nnx.Param(value) for name, value
+                                in cell.init(rngs.params(), in_features).items()})
+
+    def cell_params(self) -> dict[str, Array]:
+        """The cell's parameters as arrays."""
+        return {name: param[...] for name, param in self.params.items()}
+
+    def __call__(self, xs: Array, initial_carry: Any = None, *, seq_lengths: Array | None = None,
+                 resets: Array | None = None, reverse: bool = False, keep_order: bool = False,
+                 return_carry: bool = False) -> Any:
+        """Run the layer over ``xs: float[B, T, I]`` (``[T, B, I]`` if ``time_major``).
+
+        Arguments and returns as :meth:`lstmjax.linen.RNN.__call__`: ``ys: [B, T, P]``, or
+        ``(final_carry, ys)`` with ``return_carry``.
+        """
+        checked_features("RNN", self.in_features, xs)
+        return run_rnn(self.cell, self.cell_params(), initial_carry, xs, engine=self.engine,
+                       time_major=self.time_major, seq_lengths=seq_lengths, resets=resets,
+                       reverse=reverse, keep_order=keep_order, return_carry=return_carry)
+
+
+class Bidirectional(nnx.Module):
+    """Two :class:`RNN` over the same inputs, forward and backward, outputs merged step by step.
+
+    flax ``nn.Bidirectional``'s semantics, through :func:`lstmjax.run_bidirectional`; its
+    differences are those listed on :class:`lstmjax.linen.Bidirectional` (arguments ``forward``,
+    ``backward``, ``merge``; engine and ``time_major`` from the two RNNs, which must agree, as
+    must their ``in_features``; ``return_carry`` a call argument only; ``resets`` with document
+    ends derived for the backward layer; zeros at padded steps).
+
+    Args:
+      forward, backward: :class:`RNN` modules.
+      merge: ``merge(ys_forward, ys_backward) -> ys``; the default concatenates the features.
+    """
+
+    def __init__(self, forward: RNN, backward: RNN, merge: Merge = concatenate):
+        for name, layer in (("forward", forward), ("backward", backward)):
+            if not isinstance(layer, RNN):
+                raise ValueError(f"{name} must be an lstmjax.nnx.RNN, got {type(layer).__name__}")
+        self.forward, self.backward, self.merge = forward, backward, merge
+        for name in ("engine", "time_major", "in_features"):
+            shared_option("Bidirectional", (forward, backward), name)
+
+    cell = property(lambda self: (self.forward.cell, self.backward.cell),
+                    doc="The ``(forward, backward)`` cells.")
+    engine = property(lambda self: self.forward.engine)
+    time_major = property(lambda self: self.forward.time_major)
+    in_features = property(lambda self: self.forward.in_features)
+
+    def cell_params(self) -> tuple[dict[str, Array], dict[str, Array]]:
+        """The ``(forward, backward)`` cells' parameters as arrays."""
+        return self.forward.cell_params(), self.backward.cell_params()
+
+    def __call__(self, xs: Array, initial_carry: Any = None, *, seq_lengths: Array | None = None,
+                 resets: Array | None = None, return_carry: bool = False) -> Any:
+        """Arguments and returns as :meth:`lstmjax.linen.Bidirectional.__call__`."""
+        checked_features("Bidirectional", self.in_features, xs)
+        carry, ys = run_bidirectional(self.cell, self.cell_params(), initial_carry, xs,
+                                      engine=self.engine, lengths=seq_lengths, resets=resets,
+                                      merge=self.merge, time_major=self.time_major)
+        return (carry, ys) if return_carry else ys
+
+
+class Stack(nnx.Module):
+    """Layers (:class:`RNN` and :class:`Bidirectional`) one after the other, with dropout between.
+
+    torch ``nn.LSTM(num_layers=L, dropout=p)``'s dropout: on each layer's outputs but the last's,
+    by ``nnx.Dropout`` (``model.train()`` and ``model.eval()`` switch it). Through
+    :func:`lstmjax.run_stack`: every layer must use one engine and one ``time_major``, the
+    Bidirectional layers one merge, and each layer's ``in_features`` must be the previous layer's
+    output features.
+
+    Args:
+      layers: :class:`RNN` and :class:`Bidirectional` modules.
+      dropout: drop probability between layers.
+      rngs: ``nnx.Rngs`` with a ``dropout`` stream; required when ``dropout > 0``.
+    """
+
+    def __init__(self, layers: Sequence[RNN | Bidirectional], dropout: float = 0.0, *,
+                 rngs: nnx.Rngs | None = None):
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, RNN | Bidirectional):
+                raise ValueError(f"Stack layer {index} must be an lstmjax.nnx.RNN or "
+                                 f"Bidirectional, got {type(layer).__name__}")
+        check_chain(layers, stack_options(layers)["merge"])
+        if checked_rate(dropout) > 0 and rngs is None:
+            raise ValueError(f"Stack(dropout={dropout}) draws its masks from rngs: pass "
+                             "rngs=nnx.Rngs(dropout=...)")
+        self.layers = nnx.List(layers)
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+
+    def __call__(self, xs: Array, initial_carry: Any = None, *, seq_lengths: Array | None = None,
+                 resets: Array | None = None, return_carry: bool = False) -> Any:
+        """Run the layers over ``xs: float[B, T, I]`` (``[T, B, I]`` if ``time_major``).
+
+        Args:
+          initial_carry: one carry per layer (a pair for a Bidirectional layer), or None (zeros).
+          seq_lengths, resets: as for :meth:`RNN.__call__`, for every layer.
+          return_carry: also return the tuple of final carries, one per layer.
+
+        Returns:
+          The last layer's ``ys``, or ``(final_carries, ys)``.
+        """
+        checked_features("Stack", self.layers[0].in_features, xs)
+        between = None if self.dropout.rate == 0 else lambda layer, ys: self.dropout(ys)
+        carries, ys = run_stack([layer.cell for layer in self.layers],
+                                [layer.cell_params() for layer in self.layers], initial_carry,
+                                xs, lengths=seq_lengths, resets=resets, between=between,
+                                **stack_options(self.layers))
+        return (carries, ys) if return_carry else ys
+
+
+__all__ = ["RNN", "Bidirectional", "Stack"]
