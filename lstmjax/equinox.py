@@ -18,9 +18,7 @@ import equinox as eqx
 import jax
 
 from lstmjax._checks import require_choice, require_positive_int
-from lstmjax.engines import ENGINE_NAMES
-from lstmjax.layers import concatenate, run_bidirectional, run_stack
-from lstmjax.linen import (
+from lstmjax.adapters import (
     Merge,
     check_chain,
     checked_cell,
@@ -30,6 +28,8 @@ from lstmjax.linen import (
     shared_option,
     stack_options,
 )
+from lstmjax.engines import ENGINE_NAMES
+from lstmjax.layers import concatenate, run_bidirectional, run_stack
 
 Array = jax.Array
 

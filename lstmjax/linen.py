@@ -7,15 +7,11 @@ batch-major ``[B, T, I]`` inputs by default, flax's call keywords (``initial_car
 parameters, one ``"cell"`` entry per cell (``variables["params"]["cell"]`` in the cell's layout,
 :mod:`lstmjax.cells`), and call :func:`lstmjax.run_layer`, :func:`lstmjax.run_bidirectional` or
 :func:`lstmjax.run_stack`; the math is the cells'.
-
-The functions below the modules are the call glue that :mod:`lstmjax.nnx` and
-:mod:`lstmjax.equinox` share with these modules (they live here because flax.linen is imported
-with lstmjax anyway): the argument checks, the keep_order flip, a stack's options.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -23,12 +19,19 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._checks import require_choice
-from lstmjax.cells import RecurrentCell
-from lstmjax.engines import ENGINE_NAMES, run_layer
-from lstmjax.layers import concatenate, flip_within_lengths, run_bidirectional, run_stack
+from lstmjax.adapters import (
+    Merge,
+    checked_cell,
+    checked_rate,
+    out_features,
+    run_rnn,
+    shared_option,
+    stack_options,
+)
+from lstmjax.engines import ENGINE_NAMES
+from lstmjax.layers import concatenate, run_bidirectional, run_stack
 
 Array = jax.Array
-Merge = Callable[[Array, Array], Array]
 
 
 class RNN(nn.Module):
@@ -216,92 +219,6 @@ class Stack(nn.Module):
         carries, ys = run_stack([layer.cell for layer in self.layers], params, initial_carry, xs,
                                 lengths=seq_lengths, resets=resets, between=between, **options)
         return (carries, ys) if return_carry else ys
-
-
-# ---------------------------------------------------------------------------------------------
-# The call glue of lstmjax.linen, lstmjax.nnx and lstmjax.equinox: plain functions, no framework.
-# ---------------------------------------------------------------------------------------------
-
-
-def run_rnn(cell: Any, params: Any, carry: Any, xs: Array, *, engine: str, time_major: bool,
-            seq_lengths: Array | None, resets: Array | None, reverse: bool, keep_order: bool,
-            return_carry: bool) -> Any:
-    """:func:`lstmjax.run_layer` with flax ``nn.RNN``'s keywords: with ``reverse`` and not
-    ``keep_order`` the outputs come back in the order they were computed
-    (:func:`lstmjax.layers.flip_within_lengths`); ``ys``, or ``(carry, ys)`` if ``return_carry``."""
-    carry, ys = run_layer(cell, params, carry, xs, engine=engine, lengths=seq_lengths,
-                          reverse=reverse, resets=resets, time_major=time_major)
-    if reverse and not keep_order:
-        ys = flip_within_lengths(ys, seq_lengths, time_major=time_major)
-    return (carry, ys) if return_carry else ys
-
-
-def checked_cell(cell: Any) -> Any:
-    """``cell``, or a ValueError unless it is an lstmjax cell (a flax cell module is a common slip)."""
-    if not isinstance(cell, RecurrentCell):
-        raise ValueError(
-            f"cell must be an lstmjax cell (lstmjax.cells.RecurrentCell: init, zero_carry, step, "
-            f"...), e.g. lstmjax.LSTM(64), got {cell!r}; flax weights convert with "
-            "lstmjax.convert.lstm_from_flax / gru_from_flax")
-    return cell
-
-
-def checked_features(owner: str, in_features: int, xs: Array) -> None:
-    """Raise a ValueError unless ``xs`` has ``in_features`` features on its last axis."""
-    if jnp.ndim(xs) < 1 or jnp.shape(xs)[-1] != in_features:
-        raise ValueError(f"{owner} was built with in_features={in_features}, but xs has shape "
-                         f"{jnp.shape(xs)}: its last axis must have {in_features} features")
-
-
-def checked_rate(rate: float) -> float:
-    """``rate``, or a ValueError unless it is a drop probability in [0, 1)."""
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"dropout must be a drop probability in [0, 1), got {rate!r}")
-    return rate
-
-
-def shared_option(owner: str, layers: Sequence[Any], name: str) -> Any:
-    """The one value of attribute ``name`` (``"engine"``, ``"time_major"``, ...) of ``layers``;
-    a ValueError if they differ: ``owner`` runs them as one call."""
-    values = [getattr(layer, name) for layer in layers]
-    if any(value != values[0] for value in values):
-        raise ValueError(f"the layers of a {owner} must share one {name}, got {values}; build "
-                         f"them with the same {name}")
-    return values[0]
-
-
-def stack_options(layers: Sequence[Any]) -> dict[str, Any]:
-    """``{"engine", "time_major", "merge"}`` of a Stack's layers for :func:`lstmjax.run_stack`,
-    one value each (a ValueError if they differ; ``merge`` is the default with no Bidirectional
-    layer)."""
-    if not layers:
-        raise ValueError("a Stack needs at least one layer")
-    options = {name: shared_option("Stack", layers, name) for name in ("engine", "time_major")}
-    merges = [layer.merge for layer in layers if isinstance(layer.cell, tuple)]
-    if any(merge is not merges[0] for merge in merges):
-        raise ValueError(f"the Bidirectional layers of a Stack must share one merge "
-                         f"(lstmjax.run_stack takes one), got {merges}")
-    options["merge"] = merges[0] if merges else concatenate
-    return options
-
-
-def out_features(cell: Any, merge: Merge) -> int:
-    """Features of a layer's outputs: the cell's ``output_size``, or for a ``(forward,
-    backward)`` pair the last axis of ``merge``'s result."""
-    if not isinstance(cell, tuple):
-        return cell.output_size
-    shapes = [jax.ShapeDtypeStruct((1, 1, c.output_size), c.dtype) for c in cell]
-    return jax.eval_shape(merge, *shapes).shape[-1]
-
-
-def check_chain(layers: Sequence[Any], merge: Merge) -> None:
-    """Raise a ValueError unless each layer's ``in_features`` is the previous layer's output
-    features (:func:`out_features`)."""
-    for index in range(1, len(layers)):
-        given = out_features(layers[index - 1].cell, merge)
-        if layers[index].in_features != given:
-            raise ValueError(f"Stack layer {index} has in_features={layers[index].in_features}, "
-                             f"but layer {index - 1} gives {given} features")
 
 
 __all__ = ["RNN", "Bidirectional", "Stack"]
