@@ -37,31 +37,10 @@ Array = jax.Array
 class RNN(eqx.Module):
     """One recurrent layer of ``cell`` over the time axis, flax ``nn.RNN``'s call with lstmjax cells.
 
-    Differences with ``flax.linen.RNN`` (whose call this follows):
-
-    * ``cell`` is an lstmjax cell (:class:`lstmjax.cells.RecurrentCell`, e.g. ``lstmjax.LSTM(H)``),
-      not a flax module; flax LSTM and GRU weights convert with
-      :func:`lstmjax.convert.lstm_from_flax` / ``gru_from_flax`` (flax's LSTM is
-      ``LSTM(H, forget_bias=0.0)``).
-    * ``reverse``, ``keep_order`` and ``return_carry`` are call arguments only and ``time_major`` a
-      constructor argument only (flax has both, the call overriding the attribute).
-    * ``initial_carry=None`` is zeros (``cell.zero_carry``; flax asks its cell's
-      ``initialize_carry``, also zeros for its LSTM and GRU) and there is no ``init_key``;
-      ``initial_carry`` may be positional, and a plain tuple is read in the carry's field order
-      (an LSTM's ``(c, h)``, flax's order; Equinox's cells take ``(h, c)``).
-    * With ``seq_lengths``, outputs at padded steps (``t >= seq_lengths[b]``) are zeros. flax runs
-      the cell on over the padding and returns those outputs (with ``reverse=True`` and
-      ``keep_order=False``, the padding's outputs reversed among themselves). The final carry is
-      the carry after the last valid step in both (after step 0 when reversed); for a sequence of
-      length 0 it is the initial carry here, flax's carry after the last padded step.
-    * ``resets`` (``bool[B, T]``, ``[T, B]`` if ``time_major``) zero a sequence's carry before a
-      step (packed documents); flax has none.
-    * ``engine`` picks how the layer runs (:data:`lstmjax.ENGINES`, ``"auto"`` by default); flax
-      always scans, with its ``unroll``, ``variable_axes``, ``variable_broadcast``,
-      ``variable_carry`` and ``split_rngs``, which have no counterpart: the cell is a pure
-      function of its parameters and ``"auto"`` picks unroll.
-    * One batch axis and one feature axis: ``xs: [B, T, I]`` (flax takes several leading batch
-      axes, and cells with several feature axes such as ``ConvLSTMCell``).
+    Differences with ``flax.linen.RNN`` (whose call this follows): those listed on
+    :class:`lstmjax.linen.RNN`. Unlike Equinox's own cells, the call is batched (no ``jax.vmap``)
+    and runs the whole sequence; a plain-tuple carry is in lstmjax's field order, an LSTM's
+    ``(c, h)`` (Equinox's ``LSTMCell`` takes ``(h, c)``).
 
     Args:
       cell: an lstmjax cell.
