@@ -9,7 +9,7 @@ import json
 import jax
 import pytest
 
-from experiments import memory_policy
+from experiments import adding_problem, memory_policy
 
 
 @pytest.fixture(autouse=True)
@@ -28,3 +28,13 @@ def test_memory_policy_acts_and_trains_on_the_same_log_probs(tmp_path, capsys):
     assert record["command"].startswith("python -m experiments.memory_policy --quick")
     assert "| iterations | mean reward | episodes |" in capsys.readouterr().out
     assert (tmp_path / "reward.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_adding_problem_learns_below_the_baseline(tmp_path, capsys):
+    record = adding_problem.main(["--quick", "--out", str(tmp_path)])
+    history = record["history"]
+    assert history[-1]["train_mse"] < history[0]["train_mse"]
+    assert record["test_mse"] < 0.3 * record["baseline_mse"]  # 0.167: always predicting 1.0
+    assert json.loads((tmp_path / "results.json").read_text())["history"] == history
+    assert record["command"].startswith("python -m experiments.adding_problem --quick")
+    assert "| step | train MSE | test MSE |" in capsys.readouterr().out
