@@ -10,6 +10,8 @@ compared tensor by tensor with TF's and torch's own gradients.
 
 import json
 import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -124,6 +126,14 @@ def test_layers_from_tf_reads_names_as_tensorflow_writes_them():
                                      "rnn/gru_cell/candidate/biases": np.ones(2)})
     assert single[0][0] == GRU(2)
     assert sorted(single[0][1]) == ["candidate_bias", "candidate_kernel", "gate_bias", "gate_kernel"]
+
+
+def test_import_needs_no_optional_framework():
+    """``import lstmjax.convert`` imports none of torch, TensorFlow, Equinox or ``flax.nnx``."""
+    code = ("import sys, lstmjax.convert; print(sorted(m for m in sys.modules if m.split('.')[0] "
+            "in ('torch', 'tensorflow', 'equinox') or m.startswith('flax.nnx')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_import_errors_name_the_problem():
@@ -444,11 +454,31 @@ def test_unknown_cells_and_formats_are_errors():
 STEPS, BATCH, FEATURES, HIDDEN = 3, 2, 3, 4
 
 
-def _lstmjax_loss(layer, carry, xs, weights):
-    """``sum(ys * w) + sum(final carry * w')`` of one layer (time-major ``xs``), engine scan."""
-    final, ys = lstmjax.run_layer(*layer, carry, xs, engine="scan")
+def _weighted_loss(final, ys, weights):
+    """``(sum(ys * w) + sum(final carry * w'), ys)``: every output and state counts."""
     return jnp.sum(ys * weights[0]) + sum(jnp.sum(a * w) for a, w in zip(
         jax.tree.leaves(final), weights[1:], strict=True)), ys
+
+
+def _lstmjax_loss(layer, carry, xs, weights):
+    """:func:`_weighted_loss` of one layer (time-major ``xs``), engine scan."""
+    return _weighted_loss(*lstmjax.run_layer(*layer, carry, xs, engine="scan"), weights)
+
+
+def _assert_import_matches(source_run, importer, source, carry, xs, weights):
+    """The imported layer's loss, outputs and gradients (in the source's layout, through the
+    importer) equal those of ``source_run(source) -> (final carry, ys)``."""
+    def source_loss(source):
+        return _weighted_loss(*source_run(source), weights)
+
+    def our_loss(source):
+        return _lstmjax_loss(importer(source), _as_lstmjax_carry(carry), xs, weights)
+
+    (expected, expected_ys), expected_grads = jax.value_and_grad(source_loss, has_aux=True)(source)
+    (value, ys), grads = jax.value_and_grad(our_loss, has_aux=True)(source)
+    np.testing.assert_allclose(ys, expected_ys, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
+    assert_trees_close(jax.tree.leaves(grads), jax.tree.leaves(expected_grads), rtol=1e-5, atol=1e-5)
 
 
 def _problem(rng, lstm):
@@ -492,19 +522,7 @@ def test_flax_cells(api, name, rng):
             cell = nnx.merge(graphdef, params)
             return jax.lax.scan(lambda c, x: cell(c, x), carry, xs)
 
-    def flax_loss(params):
-        final, ys = flax_run(params)
-        return jnp.sum(ys * weights[0]) + sum(jnp.sum(a * w) for a, w in zip(
-            jax.tree.leaves(final), weights[1:], strict=True)), ys
-
-    def our_loss(params):
-        return _lstmjax_loss(importer(params), _as_lstmjax_carry(carry), xs, weights)
-
-    (expected, expected_ys), expected_grads = jax.value_and_grad(flax_loss, has_aux=True)(params)
-    (value, ys), grads = jax.value_and_grad(our_loss, has_aux=True)(params)
-    np.testing.assert_allclose(ys, expected_ys, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(value, expected, rtol=1e-5)
-    assert_trees_close(grads, expected_grads, rtol=1e-5, atol=1e-5)
+    _assert_import_matches(flax_run, importer, params, carry, xs, weights)
     if api == "linen" and name != "OptimizedLSTMCell":
         cell, imported = importer(params)
         export = convert.lstm_to_flax if lstm else convert.gru_to_flax
@@ -525,6 +543,12 @@ def test_flax_errors():
         convert.lstm_from_flax(relu)
     cell, _ = convert.lstm_from_flax(nnx.OptimizedLSTMCell(FEATURES, HIDDEN, rngs=nnx.Rngs(0)))
     assert cell == LSTM(HIDDEN, forget_bias=0.0)
+    linen_params = convert.lstm_to_flax(cell, convert.lstm_from_flax(
+        nnx.OptimizedLSTMCell(FEATURES, HIDDEN, rngs=nnx.Rngs(0)))[1])
+    flat = {f"{module}/{leaf}": v for module, leaves in linen_params.items()
+            for leaf, v in leaves.items()}
+    with pytest.raises(ValueError, match=r"flat key '\w+/\w+'.*unflatten_dict"):
+        convert.lstm_from_flax(flat)
 
 
 @pytest.mark.parametrize("name", ["LSTMCell", "GRUCell"])
@@ -535,24 +559,14 @@ def test_equinox_cells(name, rng):
     module = getattr(eqx.nn, name)(FEATURES, HIDDEN, key=jax.random.key(0))
     carry, xs, weights = _problem(rng, lstm)
 
-    def eqx_loss(module):
+    def eqx_run(module):
         step = jax.vmap(module)  # one example -> a batch
         if lstm:  # equinox's carry is (h, c), lstmjax's (c, h)
             (h, c), ys = jax.lax.scan(lambda s, x: ((hc := step(x, s)), hc[0]), carry[::-1], xs)
-            final = (c, h)
-        else:
-            final, ys = jax.lax.scan(lambda h, x: (step(x, h), step(x, h)), carry, xs)
-        return jnp.sum(ys * weights[0]) + sum(jnp.sum(a * w) for a, w in zip(
-            jax.tree.leaves(final), weights[1:], strict=True)), ys
+            return (c, h), ys
+        return jax.lax.scan(lambda h, x: (step(x, h), step(x, h)), carry, xs)
 
-    def our_loss(module):
-        return _lstmjax_loss(importer(module), _as_lstmjax_carry(carry), xs, weights)
-
-    (expected, expected_ys), expected_grads = jax.value_and_grad(eqx_loss, has_aux=True)(module)
-    (value, ys), grads = jax.value_and_grad(our_loss, has_aux=True)(module)
-    np.testing.assert_allclose(ys, expected_ys, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(value, expected, rtol=1e-5)
-    assert_trees_close(jax.tree.leaves(grads), jax.tree.leaves(expected_grads), rtol=1e-5, atol=1e-5)
+    _assert_import_matches(eqx_run, importer, module, carry, xs, weights)
     no_bias = getattr(eqx.nn, name)(FEATURES, HIDDEN, use_bias=False, key=jax.random.key(1))
     _, params = importer(no_bias)
     assert not any(np.any(params[k]) for k in params if "bias" in k)

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+from flax import traverse_util
 
 import lstmjax
 from benchmarks import peers
@@ -42,9 +43,8 @@ def _from_lstmjax(p):
 
 
 def _from_flax(p):
-    layers = [convert.lstm_from_flax({name.split("/", 1)[1]: value for name, value in p.items()
-                                      if name.startswith(f"lstm_{k}/")})
-              for k in range(SHAPE.num_layers)]
+    nested = traverse_util.unflatten_dict(p, sep="/")  # the runner's parameters come flattened
+    layers = [convert.lstm_from_flax(nested[f"lstm_{k}"]) for k in range(SHAPE.num_layers)]
     return p["embedding/embedding"], layers, p["head/kernel"], p["head/bias"]
 
 
