@@ -17,7 +17,8 @@ Layers of the library:
            ``RNN``, ``Bidirectional`` and ``Stack`` modules for Flax NNX, Flax Linen and Equinox
            (``lstmjax.nnx.RNN(...)``; each imported on first use).
   model    RNNLanguageModel: embedding or one-hot input, L cells with dropout between, dense head.
-  convert  weights from TensorFlow 1 cells, the TF text8 tutorial and torch.nn.LSTM/GRU/RNN.
+  convert  weights from and to TensorFlow 1, PyTorch, flax (Linen, NNX), Equinox and cuDNN, as
+           (cell, params) per layer; one registry, ``convert.CONVERTERS``.
   data     named corpora, vocabularies, truncated-BPTT windows.
   steps    TrainState, the jitted train and eval steps, evaluate.
   setup    setup(config, ...): the one builder of a run (model, optimizer, steps, fresh or
