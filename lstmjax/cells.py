@@ -310,18 +310,49 @@ class RecurrentCell(Protocol):
 
 @runtime_checkable
 class LayerCell(RecurrentCell, Protocol):
-    """What a layer engine ("fused") needs beyond :class:`RecurrentCell`; every cell here has it."""
+    """What a layer engine ("fused") needs beyond :class:`RecurrentCell`; every cell here has it.
 
-    def layer_weights(self, params: Params) -> LayerWeights: ...
+    Randomness (the regularizers of :mod:`lstmjax.regularizers`, cells that wrap cells) is drawn
+    outside the loop: ``noise(key, num_steps, batch_size)`` returns a :class:`Noise` (None for a
+    cell without randomness, and in evaluation, where no key is given). Engines pass the whole
+    :class:`Noise` to ``layer_weights`` (its ``window`` part is constant over the window) and,
+    at step t, ``Noise(window, steps[t])`` to ``update`` and ``step_with_weights``, as they
+    slice ``xs`` and ``resets``. Engines never differentiate it.
+    """
+
+    def noise(self, key: Array, num_steps: int, batch_size: int) -> Noise | None: ...
+
+    def layer_weights(self, params: Params, noise: Noise | None = None) -> LayerWeights: ...
 
     def cast_weights(self, weights: LayerWeights) -> LayerWeights: ...
 
     def update(self, other: Mapping[str, Array], carry: Any, x_proj: Array,
-               recurrent: Recurrent) -> tuple[Any, Array]: ...
+               recurrent: Recurrent, noise: Noise | None = None) -> tuple[Any, Array]: ...
 
     def matmul(self, lhs: Array, kernel: Array) -> Array: ...
 
-    def step_with_weights(self, weights: LayerWeights, carry: Any, x: Array) -> tuple[Any, Array]: ...
+    def step_with_weights(self, weights: LayerWeights, carry: Any, x: Array,
+                          noise: Noise | None = None) -> tuple[Any, Array]: ...
+
+
+class Noise(NamedTuple):
+    """A cell's randomness for one window, drawn outside the loop from an explicit key.
+
+    Attributes:
+      window: arrays constant over the window (a recurrent-dropout mask ``[B, P]``, weight-drop
+        masks on the kernels).
+      steps: arrays with a leading time axis ``[T, B, ...]`` (zoneout masks); an engine gives the
+        cell one step's slice at a time. None where the cell has none.
+    """
+
+    window: Any
+    steps: Any
+
+
+def step_noise(noise: Noise | None, steps: Any) -> Noise | None:
+    """``Noise(noise.window, steps)``: what a cell's step gets, ``steps`` the slice of
+    ``noise.steps`` at that step; None for None."""
+    return None if noise is None else Noise(noise.window, steps)
 
 
 def _check_params(cell: Any, params: Mapping[str, Array], shapes: Mapping[str, tuple]) -> None:
@@ -438,22 +469,30 @@ class _Cell:
         other = {k: v.astype(self.state_dtype) for k, v in weights.other.items()}
         return weights._replace(other=other)
 
-    def step_with_weights(self, weights: LayerWeights, carry: Any, x: Array) -> tuple[Any, Array]:
-        """One step from split, cast weights (``cast_weights(layer_weights(params))``), unchecked:
-        what the generic engines run, the split done once outside their loop."""
+    def noise(self, key: Array, num_steps: int, batch_size: int) -> None:
+        """None: the cells here have no randomness (see :class:`LayerCell`)."""
+        del key, num_steps, batch_size
+
+    def step_with_weights(self, weights: LayerWeights, carry: Any, x: Array,
+                          noise: Noise | None = None) -> tuple[Any, Array]:
+        """One step from split, cast weights (``cast_weights(layer_weights(params, noise))``),
+        unchecked: what the generic engines run, the split done once outside their loop."""
         carry, y = self.update(
             weights.other, carry, self.project_inputs(weights, x),
-            lambda lhs, name: self.matmul(lhs, weights.recurrent[name]),
+            lambda lhs, name: self.matmul(lhs, weights.recurrent[name]), noise,
         )
         return carry, y.astype(self.dtype)
 
-    def step(self, params: Params, carry: Any, x: Array) -> tuple[Any, Array]:
+    def step(self, params: Params, carry: Any, x: Array,
+             noise: Noise | None = None) -> tuple[Any, Array]:
         """One step: ``x: [B, I]`` -> ``(carry, y: [B, output_size])``; the math in :meth:`update`.
 
         Checks its arguments (at trace time) and reads the carry as
-        :func:`check_layer_arguments` says (None: zeros; a plain tuple; cast to the state dtype)."""
+        :func:`check_layer_arguments` says (None: zeros; a plain tuple; cast to the state dtype).
+        ``noise``: one step's (``Noise(window, steps[t])``), for a cell with randomness."""
         carry = check_layer_arguments(self, params, carry, x)
-        return self.step_with_weights(self.cast_weights(self.layer_weights(params)), carry, x)
+        weights = self.cast_weights(self.layer_weights(params, noise))
+        return self.step_with_weights(weights, carry, x, noise)
 
     @staticmethod
     def _split_rows(kernel: Array, rows: int) -> tuple[Array, Array]:
@@ -535,7 +574,7 @@ class LSTM(_Cell):
         return LSTMState(self._zeros(batch_size, self.hidden_size),
                          self._zeros(batch_size, self.output_size))
 
-    def layer_weights(self, params: Params) -> LayerWeights:
+    def layer_weights(self, params: Params, noise: None = None) -> LayerWeights:
         """Input kernel ``kernel[:I]``, bias; recurrent ``kernel`` (``kernel[I:]``) and
         ``proj_kernel``; peepholes in ``other``."""
         input_kernel, recurrent_kernel = self._split_rows(
@@ -546,7 +585,7 @@ class LSTM(_Cell):
             recurrent["proj_kernel"] = params["proj_kernel"]
         return LayerWeights(input_kernel, params["bias"], recurrent, other)
 
-    def update(self, other, carry, x_proj, recurrent):
+    def update(self, other, carry, x_proj, recurrent, noise=None):
         """See :func:`lstm_update`."""
         return lstm_update(other, LSTMState(*carry), x_proj, recurrent,
                            forget_bias=self.forget_bias, projected=self.proj_size is not None,
@@ -598,7 +637,7 @@ class GRU(_Cell):
         """``zeros[B, H]`` in the state dtype."""
         return self._zeros(batch_size, self.hidden_size)
 
-    def layer_weights(self, params: Params) -> LayerWeights:
+    def layer_weights(self, params: Params, noise: None = None) -> LayerWeights:
         """Input kernel ``[gate_kernel[:I], candidate_kernel[:I]]: [I, 3H]`` and biases; recurrent
         ``"hidden"`` (both recurrent row blocks side by side) with ``reset_after``, else
         ``"gates"`` and ``"candidate"``."""
@@ -614,7 +653,7 @@ class GRU(_Cell):
             recurrent, other = {"gates": gate_h, "candidate": candidate_h}, {}
         return LayerWeights(input_kernel, input_bias, recurrent, other)
 
-    def update(self, other, carry, x_proj, recurrent):
+    def update(self, other, carry, x_proj, recurrent, noise=None):
         """See :func:`gru_update`."""
         return gru_update(other, carry, x_proj, recurrent, reset_after=self.reset_after)
 
@@ -647,13 +686,13 @@ class SimpleRNN(_Cell):
         """``zeros[B, H]`` in the state dtype."""
         return self._zeros(batch_size, self.hidden_size)
 
-    def layer_weights(self, params: Params) -> LayerWeights:
+    def layer_weights(self, params: Params, noise: None = None) -> LayerWeights:
         """Input kernel ``kernel[:I]``, bias; recurrent ``kernel`` (``kernel[I:]``)."""
         input_kernel, recurrent_kernel = self._split_rows(
             params["kernel"], params["kernel"].shape[0] - self.hidden_size)
         return LayerWeights(input_kernel, params["bias"], {"kernel": recurrent_kernel}, {})
 
-    def update(self, other, carry, x_proj, recurrent):
+    def update(self, other, carry, x_proj, recurrent, noise=None):
         """See :func:`simple_rnn_update`."""
         return simple_rnn_update(other, carry, x_proj, recurrent)
 
@@ -708,7 +747,7 @@ class LayerNormLSTM(_Cell):
         return LSTMState(self._zeros(batch_size, self.hidden_size),
                          self._zeros(batch_size, self.hidden_size))
 
-    def layer_weights(self, params: Params) -> LayerWeights:
+    def layer_weights(self, params: Params, noise: None = None) -> LayerWeights:
         """Input kernel ``kernel[:I]`` (no bias); recurrent ``kernel``; scales and shifts in
         ``other``."""
         input_kernel, recurrent_kernel = self._split_rows(
@@ -716,7 +755,7 @@ class LayerNormLSTM(_Cell):
         other = {k: v for k, v in params.items() if k != "kernel"}
         return LayerWeights(input_kernel, None, {"kernel": recurrent_kernel}, other)
 
-    def update(self, other, carry, x_proj, recurrent):
+    def update(self, other, carry, x_proj, recurrent, noise=None):
         """See :func:`layer_norm_lstm_update`."""
         return layer_norm_lstm_update(other, LSTMState(*carry), x_proj, recurrent,
                                       forget_bias=self.forget_bias, epsilon=self.epsilon)

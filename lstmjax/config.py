@@ -14,7 +14,7 @@ import os
 from typing import Literal, get_args
 
 from lstmjax._checks import require_choice, require_positive_int
-from lstmjax.cells import CELLS
+from lstmjax.cells import CELLS, LSTMState
 from lstmjax.data.options import CorpusName, Level, check_options
 from lstmjax.engines import ENGINE_NAMES
 
@@ -43,7 +43,9 @@ class ModelConfig:
     Attributes:
       vocab_size: V, number of token ids. Leave it unset (None) to train: training sets it
         from the corpus vocabulary, and a different value is an error.
-      hidden_size: H, units per recurrent layer.
+      hidden_size: H, units per recurrent layer (and the embedding's size E by default).
+      layer_sizes: a hidden size per layer instead, first layer first (AWD-LSTM: 1150 1150
+        400); None: hidden_size for every layer. Its length must be num_layers.
       num_layers: L, stacked recurrent layers.
       cell: "lstm", "gru", "rnn" (Elman, tanh) or "ln_lstm" (layer-normalized).
       input_mode: "embedding" (a learned [V, E] table) or "one_hot" (V features, as the
@@ -58,6 +60,13 @@ class ModelConfig:
       recurrent_dropout: drop probability on the recurrent state entering each step (h for the
         LSTMs, the whole state for GRU and RNN; never c), one mask per sequence (Gal &
         Ghahramani 2016; Keras recurrent_dropout, TF1 state_keep_prob). 0 disables it.
+      weight_drop: drop probability of DropConnect on the recurrent kernels (W_h; not an LSTM's
+        projection), one mask per window shared by the batch (Wan et al. 2013; Merity et al.
+        2017, AWD-LSTM's weight drop). 0 disables it.
+      zoneout_cell, zoneout_hidden: zoneout probabilities (Krueger et al. 2016): in training each
+        unit of an LSTM's c (zoneout_cell) or of h, or of a GRU's or RNN's state
+        (zoneout_hidden), keeps its previous value with that probability, a new draw every
+        step; in evaluation the expectation. 0 disables them.
       forget_bias: the LSTMs' forget-gate bias (TF: 1.0; the PTB recipe: 0.0); other cells
         ignore it.
       use_peepholes: LSTM peephole connections (see lstmjax.cells.LSTM).
@@ -81,6 +90,7 @@ class ModelConfig:
 
     vocab_size: int | None = None
     hidden_size: int = 128
+    layer_sizes: tuple[int, ...] | None = None
     num_layers: int = 1
     cell: CellType = "lstm"
     input_mode: InputMode = "embedding"
@@ -88,6 +98,9 @@ class ModelConfig:
     dropout: float = 0.0
     variational: bool = False
     recurrent_dropout: float = 0.0
+    weight_drop: float = 0.0
+    zoneout_cell: float = 0.0
+    zoneout_hidden: float = 0.0
     forget_bias: float = 1.0
     use_peepholes: bool = False
     proj_size: int | None = None
@@ -107,11 +120,21 @@ class ModelConfig:
             if getattr(self, name) is not None:
                 require_positive_int(name, getattr(self, name))
         require_choice("cell", self.cell, CELL_TYPES)
+        if self.layer_sizes is not None:
+            if len(self.layer_sizes) != self.num_layers:
+                raise ValueError(f"layer_sizes has {len(self.layer_sizes)} sizes for num_layers="
+                                 f"{self.num_layers}: give one per layer, or leave it None")
+            for size in self.layer_sizes:
+                require_positive_int("layer_sizes[...]", size)
+        if self.zoneout_cell and not isinstance(CELLS[self.cell](1).zero_carry(1), LSTMState):
+            raise ValueError(f"zoneout_cell zones out an LSTM's c, and cell={self.cell!r} has "
+                             "none: use zoneout_hidden")
         require_choice("input_mode", self.input_mode, INPUT_MODES)
         require_choice("engine", self.engine, ENGINE_NAMES)
         require_choice("param_dtype", self.param_dtype, DTYPES)
         require_choice("dtype", self.dtype, DTYPES)
-        for name in ("dropout", "recurrent_dropout"):
+        for name in ("dropout", "recurrent_dropout", "weight_drop", "zoneout_cell",
+                     "zoneout_hidden"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(
@@ -142,7 +165,7 @@ class ModelConfig:
 
 
 
-OptimizerName = Literal["adam", "adam_tf1", "adagrad", "sgd"]
+OptimizerName = Literal["adam", "adam_tf1", "adagrad", "sgd", "nt_asgd"]
 ScheduleName = Literal["constant", "exponential", "epoch_decay"]
 LossScale = Literal["mean", "sum_over_time"]
 
@@ -207,7 +230,13 @@ class OptimConfig:
         an epsilon of adam_eps / sqrt(1 - adam_b2^t) at step t: 32x at step 1, 10x at step
         10, 3.2x at step 100, 1.26x at step 1000 with adam_b2=0.999; use it to train a TF1 recipe
         the same), "adagrad" (initial accumulator adagrad_initial_accumulator, TF1's
-        default 0.1) or "sgd".
+        default 0.1), "sgd", or "nt_asgd": SGD's steps, switching to iterate averaging once
+        validation stops improving (NT-ASGD, Merity, Keskar & Socher 2017, "Regularizing and
+        Optimizing LSTM Language Models", Algorithm 1, as salesforce/awd-lstm-lm's main.py).
+        At a validation (every train.eval_every steps and at each epoch's end) whose loss is
+        worse than the best of the validations before the last nt_asgd_nonmono, averaging
+        starts: from then on evaluation, sampling, the best checkpoint and exports use the mean
+        of the parameters after each step since that validation.
       learning_rate: the initial learning rate.
       max_grad_norm: clip the global gradient norm to this; None: no clipping.
       schedule: "constant"; "exponential": lr * decay_rate ** (step / decay_steps),
@@ -222,6 +251,9 @@ class OptimConfig:
       adam_b2: Adam's second-moment decay (TF1 default 0.999).
       adam_eps: Adam's epsilon (TF1 default 1e-8).
       adagrad_initial_accumulator: Adagrad's initial accumulator value.
+      nt_asgd_nonmono: NT-ASGD's non-monotone interval n: averaging starts at a validation
+        that t > n validations precede when its loss exceeds the lowest of the first t - n of
+        them (Merity et al. 2017, Algorithm 1; their default 5).
     """
 
     optimizer: OptimizerName = "adam"
@@ -236,6 +268,7 @@ class OptimConfig:
     adam_b2: float = 0.999
     adam_eps: float = 1e-8
     adagrad_initial_accumulator: float = 0.1
+    nt_asgd_nonmono: int = 5
 
     def __post_init__(self):
         require_choice("optimizer", self.optimizer, get_args(OptimizerName))
@@ -247,6 +280,7 @@ class OptimConfig:
         if not 0 < self.decay_rate <= 1:
             raise ValueError(f"decay_rate must lie in (0, 1], got {self.decay_rate!r}")
         require_positive_int("decay_steps", self.decay_steps)
+        require_positive_int("nt_asgd_nonmono", self.nt_asgd_nonmono)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,6 +290,15 @@ class TrainConfig:
     Attributes:
       batch_size: B, parallel streams of the corpus.
       seq_len: T, tokens per window (the truncated-BPTT length; TF's num_steps).
+      random_bptt: vary each window's length (Merity, Keskar & Socher 2017, "Regularizing and
+        Optimizing LSTM Language Models", sec. 4.1, as salesforce/awd-lstm-lm's main.py): a
+        mean of seq_len with probability 0.95, else seq_len / 2; the length
+        max(5, floor(a normal draw of that mean and standard deviation 5)), cut to the tokens
+        left in the epoch; that step's learning rate scaled by length / seq_len. The draw is a
+        function of seed and step. An epoch (a pass over the data) then takes a varying number
+        of steps, about 3% more than the (tokens per stream - 1) // seq_len that num_epochs,
+        the epoch_decay schedule and the logged epoch count in. Each distinct length compiles
+        the train step once (about 1 s each on CPU; some 30 to 60 lengths in a run).
       num_epochs: passes over the training split; the run ends at num_epochs or max_steps,
         whichever comes first (None: no limit of that kind).
       max_steps: optimizer steps; None: no limit of that kind.
@@ -277,6 +320,7 @@ class TrainConfig:
 
     batch_size: int = 32
     seq_len: int = 50
+    random_bptt: bool = False
     num_epochs: int | None = dataclasses.field(default=None, metadata=RESUMABLE)
     max_steps: int | None = dataclasses.field(default=1000, metadata=RESUMABLE)
     loss_scale: LossScale = "mean"

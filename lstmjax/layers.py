@@ -27,13 +27,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lstmjax.cells import check_layer_arguments
+from lstmjax.cells import check_layer_arguments, step_noise
 from lstmjax.engines import reverse_resets, run_layer
 from lstmjax.engines.loop import checked_lengths, checked_resets, reset_carry
 
 Array = jax.Array
 Merge = Callable[[Array, Array], Array]
 Between = Callable[[int, Array], Array]
+Keys = Sequence[Array | None] | Callable[[int], Array | None]
 
 
 def concatenate(ys_forward: Array, ys_backward: Array) -> Array:
@@ -53,7 +54,7 @@ def run_stack(
     lengths: Array | None = None,
     resets: Array | None = None,
     between: Between | None = None,
-    state_masks: Sequence[Array | None] | None = None,
+    keys: Keys | None = None,
     merge: Merge = concatenate,
     remat_chunk: int | None = None,
     time_major: bool = True,
@@ -72,8 +73,10 @@ def run_stack(
         :func:`~lstmjax.engines.run_layer`, for every layer.
       between: ``between(l, ys) -> ys``, applied to layer l's outputs before layer l+1 reads
         them (dropout between layers), for l < L-1; ``ys`` in the layout of ``xs``.
-      state_masks: L recurrent-dropout masks (``run_layer``'s ``state_mask``) or None; None
-        for a bidirectional layer.
+      keys: the randomness of regularizer cells (:mod:`lstmjax.regularizers`; ``run_layer``'s
+        ``key``): L keys (None entries: none), or a function ``keys(l)`` called just before
+        layer l runs, so a caller that draws them and the dropout masks of ``between`` from one
+        stream keeps its order. None: evaluation.
       merge: how a bidirectional layer merges its directions (default: concatenated features).
 
     Returns:
@@ -82,26 +85,35 @@ def run_stack(
     """
     num_layers = len(cells)
     carries = [None] * num_layers if carries is None else list(carries)
-    state_masks = [None] * num_layers if state_masks is None else list(state_masks)
-    for name, values in (("params", params), ("carries", carries), ("state_masks", state_masks)):
+    key_of = _key_of(keys, num_layers)
+    for name, values in (("params", params), ("carries", carries)):
         if len(values) != num_layers:
             raise ValueError(f"{name} must have one entry per cell ({num_layers}), got "
                              f"{len(values)}")
     final = []
-    for layer, (cell, layer_params, carry, mask) in enumerate(
-            zip(cells, params, carries, state_masks)):
+    for layer, (cell, layer_params, carry) in enumerate(zip(cells, params, carries)):
         if layer and between is not None:
             xs = between(layer - 1, xs)
         options = {"engine": engine, "unroll": unroll, "lengths": lengths, "resets": resets,
-                   "remat_chunk": remat_chunk, "time_major": time_major}
+                   "remat_chunk": remat_chunk, "time_major": time_major, "key": key_of(layer)}
         if isinstance(cell, tuple | list):
-            if mask is not None:
-                raise ValueError(f"layer {layer} is bidirectional: it takes no state mask")
             carry, xs = run_bidirectional(cell, layer_params, carry, xs, merge=merge, **options)
         else:
-            carry, xs = run_layer(cell, layer_params, carry, xs, state_mask=mask, **options)
+            carry, xs = run_layer(cell, layer_params, carry, xs, **options)
         final.append(carry)
     return tuple(final), xs
+
+
+def _key_of(keys: Keys | None, num_layers: int) -> Callable[[int], Array | None]:
+    """``keys`` (a sequence, a function or None) as a function of the layer index."""
+    if keys is None:
+        return lambda layer: None
+    if callable(keys):
+        return keys
+    keys = list(keys)
+    if len(keys) != num_layers:
+        raise ValueError(f"keys must have one entry per cell ({num_layers}), got {len(keys)}")
+    return keys.__getitem__
 
 
 def run_bidirectional(
@@ -117,6 +129,7 @@ def run_bidirectional(
     merge: Merge = concatenate,
     remat_chunk: int | None = None,
     time_major: bool = True,
+    key: Array | None = None,
 ) -> tuple[tuple[Any, Any], Array]:
     """A forward and a backward layer over ``xs``, their outputs merged step by step.
 
@@ -134,6 +147,8 @@ def run_bidirectional(
       resets: optional ``bool[T, B]`` (``[B, T]`` if not ``time_major``), True at each
         document's first step.
       merge: ``merge(ys_forward, ys_backward) -> ys``; the default concatenates the features.
+      key: the randomness of regularizer cells, split between the two directions; None:
+        evaluation.
 
     Returns:
       ``((final_forward, final_backward), ys)``, ``ys`` the merge of ``[T, B, P_fw]`` and
@@ -150,16 +165,18 @@ def run_bidirectional(
             resets, backward_resets = resets.T, backward_resets.T
     else:
         backward_resets = None
+    key_fw, key_bw = (None, None) if key is None else jax.random.split(key)
     options = {"engine": engine, "unroll": unroll, "lengths": lengths,
                "remat_chunk": remat_chunk, "time_major": time_major}
-    carry_fw, ys_fw = run_layer(cells[0], params[0], carry_fw, xs, resets=resets, **options)
+    carry_fw, ys_fw = run_layer(cells[0], params[0], carry_fw, xs, resets=resets, key=key_fw,
+                                **options)
     carry_bw, ys_bw = run_layer(cells[1], params[1], carry_bw, xs, resets=backward_resets,
-                                reverse=True, **options)
+                                reverse=True, key=key_bw, **options)
     return (carry_fw, carry_bw), merge(ys_fw, ys_bw)
 
 
-def step_layer(cell: Any, params: Any, carry: Any, x: Array, *,
-               reset: Array | None = None) -> tuple[Any, Array]:
+def step_layer(cell: Any, params: Any, carry: Any, x: Array, *, reset: Array | None = None,
+               key: Array | None = None) -> tuple[Any, Array]:
     """One step of a layer: :func:`~lstmjax.engines.run_layer` at T = 1.
 
     Args:
@@ -169,6 +186,7 @@ def step_layer(cell: Any, params: Any, carry: Any, x: Array, *,
       x: ``float[B, I]``, this step's inputs.
       reset: optional ``bool[B]``: zero the carry of sequence b before this step (an episode or
         document starts here), as ``run_layer``'s ``resets[t]``.
+      key: a regularizer cell's randomness for this step, as ``run_layer``'s ``key`` at T = 1.
 
     Returns:
       ``(carry, y)`` with ``y: [B, P]``, the carry in ``cell.zero_carry``'s structure and dtypes.
@@ -176,12 +194,16 @@ def step_layer(cell: Any, params: Any, carry: Any, x: Array, *,
     carry = check_layer_arguments(cell, params, carry, x)
     if reset is not None:
         reset = checked_resets(jnp.asarray(reset)[None], 1, x.shape[0], True)[0]
-    return cell.step(params, reset_carry(carry, reset), x)
+    noise = None if key is None else cell.noise(key, 1, x.shape[0])
+    if noise is None:
+        return cell.step(params, reset_carry(carry, reset), x)
+    noise = jax.lax.stop_gradient(step_noise(noise, jax.tree.map(lambda a: a[0], noise.steps)))
+    return cell.step(params, reset_carry(carry, reset), x, noise)
 
 
 def step_stack(cells: Sequence[Any], params: Sequence[Any], carries: Sequence[Any] | None,
-               x: Array, *, reset: Array | None = None,
-               between: Between | None = None) -> tuple[tuple[Any, ...], Array]:
+               x: Array, *, reset: Array | None = None, between: Between | None = None,
+               keys: Keys | None = None) -> tuple[tuple[Any, ...], Array]:
     """One step of a stack: :func:`run_stack` at T = 1.
 
     Args:
@@ -190,6 +212,7 @@ def step_stack(cells: Sequence[Any], params: Sequence[Any], carries: Sequence[An
       x: ``float[B, I]``.
       reset: optional ``bool[B]``: zero every layer's carry of sequence b before this step.
       between: as for :func:`run_stack`, on ``[B, P_l]`` outputs.
+      keys: as for :func:`run_stack`.
 
     Returns:
       ``(carries, y)``: the L carries after the step and the last layer's ``y: [B, P_L]``.
@@ -198,6 +221,7 @@ def step_stack(cells: Sequence[Any], params: Sequence[Any], carries: Sequence[An
     if len(params) != len(cells) or len(carries) != len(cells):
         raise ValueError(f"params and carries must have one entry per cell ({len(cells)}), got "
                          f"{len(params)} and {len(carries)}")
+    key_of = _key_of(keys, len(cells))
     final = []
     for layer, (cell, layer_params, carry) in enumerate(zip(cells, params, carries)):
         if isinstance(cell, tuple | list):
@@ -205,7 +229,7 @@ def step_stack(cells: Sequence[Any], params: Sequence[Any], carries: Sequence[An
                              "future, so it cannot be stepped")
         if layer and between is not None:
             x = between(layer - 1, x)
-        carry, x = step_layer(cell, layer_params, carry, x, reset=reset)
+        carry, x = step_layer(cell, layer_params, carry, x, reset=reset, key=key_of(layer))
         final.append(carry)
     return tuple(final), x
 

@@ -24,8 +24,9 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax import engines, layers
-from lstmjax.cells import CELLS, LayerCell, LSTMState
+from lstmjax.cells import CELLS, LayerCell
 from lstmjax.config import CELL_OPTIONS, ModelConfig
+from lstmjax.regularizers import RecurrentDropout, WeightDrop, Wrapper, Zoneout
 
 Array = jax.Array
 
@@ -33,29 +34,41 @@ Array = jax.Array
 def make_cells(config: ModelConfig) -> list[LayerCell]:
     """The ``num_layers`` cells that ``config`` describes, first layer first.
 
-    The class comes from :data:`lstmjax.cells.CELLS`; every config field in
-    :data:`lstmjax.config.CELL_OPTIONS` that the class has is passed on.
+    The class comes from :data:`lstmjax.cells.CELLS`, with ``layer_sizes`` (or ``hidden_size``)
+    units; every config field in :data:`lstmjax.config.CELL_OPTIONS` that the class has is passed
+    on. The regularizers that are on wrap it (:mod:`lstmjax.regularizers`), innermost first:
+    weight drop (on the kernels), recurrent dropout (on the state entering a step), zoneout (on
+    the state a step leaves, mixing it with the state before any mask).
     """
     cls = CELLS[config.cell]
     fields = {field.name for field in dataclasses.fields(cls)}
-    cell = cls(
-        config.hidden_size,
-        **{name: getattr(config, name) for name in CELL_OPTIONS if name in fields},
-        kernel_init=None if config.init_scale is None else _matrix_init(config.init_scale),
-        param_dtype=jnp.dtype(config.param_dtype),
-        dtype=jnp.dtype(config.dtype),
-    )
-    return [cell] * config.num_layers
+    options = {name: getattr(config, name) for name in CELL_OPTIONS if name in fields}
+
+    def cell(hidden_size: int) -> LayerCell:
+        cell = cls(
+            hidden_size, **options,
+            kernel_init=None if config.init_scale is None else _matrix_init(config.init_scale),
+            param_dtype=jnp.dtype(config.param_dtype),
+            dtype=jnp.dtype(config.dtype),
+        )
+        if config.weight_drop:
+            cell = WeightDrop(cell, config.weight_drop)
+        if config.recurrent_dropout:
+            cell = RecurrentDropout(cell, config.recurrent_dropout)
+        if config.zoneout_cell or config.zoneout_hidden:
+            cell = Zoneout(cell, config.zoneout_cell, config.zoneout_hidden)
+        return cell
+
+    return [cell(size) for size in config.layer_sizes or [config.hidden_size] * config.num_layers]
 
 
-def resolve_engines(config: ModelConfig, *, batch_size: int, seq_len: int,
-                    train: bool = True) -> list[engines.EngineChoice]:
+def resolve_engines(config: ModelConfig, *, batch_size: int,
+                    seq_len: int) -> list[engines.EngineChoice]:
     """The engine each layer runs for ``[batch_size, seq_len]`` windows (the run log prints it)."""
-    state_mask = train and config.recurrent_dropout > 0
     cells = make_cells(config)
     input_sizes = [config.input_size, *(cell.output_size for cell in cells[:-1])]
     return [engines.resolve(cell, config.engine, unroll=config.unroll, num_steps=seq_len,
-                            batch_size=batch_size, input_size=input_size, state_mask=state_mask)
+                            batch_size=batch_size, input_size=input_size)
             for cell, input_size in zip(cells, input_sizes)]
 
 
@@ -116,14 +129,13 @@ class RNNLanguageModel(nn.Module):
         input_sizes = [x.shape[-1], *(cell.output_size for cell in cells[:-1])]
         params = [self.param(f"layer_{layer}", cell.init, size)
                   for layer, (cell, size) in enumerate(zip(cells, input_sizes))]
-        state_masks = None
-        if train and config.recurrent_dropout > 0:
-            state_masks = [self._state_mask(layer_carry) for layer_carry in carry]
+        noisy = train and any(isinstance(cell, Wrapper) for cell in cells)
         final_carry, x = layers.run_stack(
             cells, params, carry, x, engine=config.engine, unroll=config.unroll,
-            between=lambda layer, ys: self._dropout(ys, train), state_masks=state_masks,
+            between=lambda layer, ys: self._dropout(ys, train),
+            keys=(lambda layer: self.make_rng("dropout")) if noisy else None,
             remat_chunk=config.remat_chunk if train else None,
-        )  # x: [T, B, H_out]
+        )  # x: [T, B, H_out]; each layer's key drawn just before it runs
         x = self._dropout(x, train)
 
         logits = nn.Dense(
@@ -142,14 +154,6 @@ class RNNLanguageModel(nn.Module):
         return nn.Dropout(self.config.dropout, broadcast_dims=broadcast_dims)(
             x, deterministic=not train
         )
-
-    def _state_mask(self, carry: Any) -> Array:
-        """A per-sequence inverted-dropout mask for the recurrent state: ``[B, H_out]``."""
-        state = carry.h if isinstance(carry, LSTMState) else carry
-        keep = 1.0 - self.config.recurrent_dropout
-        kept = jax.random.bernoulli(self.make_rng("dropout"), keep, jnp.shape(state))
-        state_dtype = make_cells(self.config)[0].state_dtype  # the state's, not a 16-bit dtype
-        return kept.astype(state_dtype) / jnp.asarray(keep, state_dtype)
 
 
 def _matrix_init(init_scale: float | None):

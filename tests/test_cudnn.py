@@ -58,7 +58,7 @@ def _scan(params, carry, xs, lengths):
 
 def _cudnn_over_reference(params, carry, xs, lengths):
     return cudnn.run_layer(CELL, params, carry, xs, lengths=lengths, reverse=False, resets=None,
-                           state_mask=None, unroll=1, lstm=lstm_over_reference)
+                           noise=None, unroll=1, lstm=lstm_over_reference)
 
 
 def test_weights_and_lengths_match_scan_through_lstm_ref(rng):
@@ -85,13 +85,12 @@ def test_weights_and_lengths_match_scan_through_lstm_ref(rng):
 
 
 def test_reasons_for_what_it_cannot_run():
-    options = {"backend": "gpu", "lengths": False, "reverse": False, "resets": False,
-               "state_mask": False}
+    options = {"backend": "gpu", "lengths": False, "reverse": False, "resets": False}
     assert cudnn.supports(CELL, **options) is None
     assert cudnn.supports(CELL, **{**options, "lengths": True}) is None
     for backend in ["cpu", "tpu"]:
         assert "NVIDIA GPU" in cudnn.supports(CELL, **{**options, "backend": backend})
-    for option in ["reverse", "resets", "state_mask"]:
+    for option in ["reverse", "resets"]:
         assert option in cudnn.supports(CELL, **{**options, option: True})
     for cell in [GRU(4), SimpleRNN(4), LayerNormLSTM(4)]:
         assert type(cell).__name__ in cudnn.supports(cell, **options)
@@ -112,7 +111,7 @@ def test_reasons_for_what_it_cannot_run():
     xs = jnp.zeros((STEPS, BATCH, FEATURES), jnp.float32)
     with pytest.raises(ValueError, match="reverse"):
         cudnn.run_layer(CELL, CELL.init(jax.random.key(0), FEATURES), CELL.zero_carry(BATCH), xs,
-                        lengths=None, reverse=True, resets=None, state_mask=None, unroll=1)
+                        lengths=None, reverse=True, resets=None, noise=None, unroll=1)
     with pytest.raises(ValueError, match="use_peepholes"):
         cudnn.cudnn_weights(LSTM(4, use_peepholes=True), {})
 

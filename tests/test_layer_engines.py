@@ -16,8 +16,9 @@ from helpers import assert_trees_close, random_cell_inputs
 from jax.test_util import check_grads
 
 import lstmjax
-from lstmjax import GRU, LSTM, LayerNormLSTM, SimpleRNN
+from lstmjax import GRU, LSTM, LayerNormLSTM, LSTMState, SimpleRNN
 from lstmjax.engines import ENGINES
+from lstmjax.regularizers import RecurrentDropout, WeightDrop, Zoneout
 
 CELLS = {
     "lstm-peephole-proj-clip": LSTM(4, use_peepholes=True, proj_size=3, cell_clip=0.8,
@@ -29,19 +30,31 @@ CELLS = {
     "ln-lstm": LayerNormLSTM(4),
 }
 STEPS, BATCH, FEATURES = 7, 3, 2
-OPTION_SETS = ["plain", "lengths-reverse", "resets-lengths", "resets-reverse-dropout"]
+OPTION_SETS = ["plain", "lengths-reverse", "resets-lengths", "resets-reverse-regularized"]
 
 
-def _options(name, cell, rng, steps=STEPS):
-    """``(reverse, arrays)``: run_layer's options for an OPTION_SETS entry."""
+def regularized(cell, *, zoneout=True):
+    """``cell`` with every regularizer of lstmjax.regularizers on (zoneout optional: the native
+    kernel has none), at rates where each draw has some units on and some off."""
+    cell = RecurrentDropout(WeightDrop(cell, 0.25), 0.3)
+    if not zoneout:
+        return cell
+    has_c = isinstance(cell.zero_carry(1), LSTMState)
+    return Zoneout(cell, cell_rate=0.2 if has_c else 0.0, hidden_rate=0.15)
+
+
+def _options(name, cell, rng, steps=STEPS, *, zoneout=True):
+    """``(cell, reverse, arrays)``: the cell (wrapped in regularizers for "...-regularized") and
+    run_layer's options for an OPTION_SETS entry."""
     lengths = jnp.array([steps, steps // 2 + 1, 0], jnp.int32)
     resets = jnp.asarray(rng.random((steps, BATCH)) < 0.3)
-    mask = jnp.asarray(rng.random((BATCH, cell.output_size)) < 0.7, jnp.float32)
+    key = jax.random.key(int(rng.integers(1 << 30)))
     return {
-        "plain": (False, {}),
-        "lengths-reverse": (True, {"lengths": lengths}),
-        "resets-lengths": (False, {"resets": resets, "lengths": lengths}),
-        "resets-reverse-dropout": (True, {"resets": resets, "state_mask": mask}),
+        "plain": (cell, False, {}),
+        "lengths-reverse": (cell, True, {"lengths": lengths}),
+        "resets-lengths": (cell, False, {"resets": resets, "lengths": lengths}),
+        "resets-reverse-regularized": (regularized(cell, zoneout=zoneout), True,
+                                       {"resets": resets, "key": key}),
     }[name]
 
 
@@ -70,9 +83,8 @@ def _problem(cell, rng, steps=STEPS):
 @pytest.mark.parametrize("options", OPTION_SETS)
 @pytest.mark.parametrize("name", CELLS)
 def test_fused_equals_scan(name, options, rng):
-    cell = CELLS[name]
+    cell, reverse, arrays = _options(options, CELLS[name], rng)
     problem = _problem(cell, rng)
-    reverse, arrays = _options(options, cell, rng)
     expected = _value_and_grad(cell, "scan", reverse)(*problem, arrays)
     actual = _value_and_grad(cell, "fused", reverse)(*problem, arrays)
     assert_trees_close(actual, expected, rtol=1e-5, atol=2e-6, err_msg=f"{name} {options}")
@@ -80,9 +92,8 @@ def test_fused_equals_scan(name, options, rng):
 
 @pytest.mark.parametrize("name", ["lstm-peephole-proj-clip", "gru"])
 def test_static_equals_scan_with_resets(name, rng):
-    cell = CELLS[name]
+    cell, reverse, arrays = _options("resets-reverse-regularized", CELLS[name], rng)
     problem = _problem(cell, rng)
-    reverse, arrays = _options("resets-reverse-dropout", cell, rng)
     expected = _value_and_grad(cell, "scan", reverse)(*problem, arrays)
     actual = _value_and_grad(cell, "static", reverse)(*problem, arrays)
     assert_trees_close(actual, expected, rtol=1e-5, atol=2e-6, err_msg=name)
@@ -95,13 +106,12 @@ def test_every_registered_engine_is_covered():
 
 
 @pytest.mark.parametrize("engine", ["scan", "fused"])
-@pytest.mark.parametrize("options", ["lengths-reverse", "resets-reverse-dropout"])  # every option
+@pytest.mark.parametrize("options", ["lengths-reverse", "resets-reverse-regularized"])
 def test_remat_chunks_change_nothing(engine, options, rng):
     """Whole chunks (3: 3 + 3 steps), a shorter last chunk (4: 4 + 2) and one chunk longer than
     the window (10)."""
-    cell = CELLS["lstm-peephole-proj-clip"]
+    cell, reverse, arrays = _options(options, CELLS["lstm-peephole-proj-clip"], rng, steps=6)
     problem = _problem(cell, rng, steps=6)
-    reverse, arrays = _options(options, cell, rng, steps=6)
     expected = _value_and_grad(cell, engine, reverse)(*problem, arrays)
     for chunk in (3, 4, 10):
         actual = _value_and_grad(cell, engine, reverse, remat_chunk=chunk)(*problem, arrays)
@@ -200,17 +210,19 @@ def test_resets_equal_separate_sequences(rng):
 
 def check_backward_in_float64(cell, engine, rng):
     """``engine``'s gradients of a random projection of one layer's outputs and final carry,
-    with every option at once (lengths, resets, a recurrent-dropout mask, reversed), against
-    central differences, in float64."""
+    with every option at once (lengths, resets, reversed, the regularizers under a fixed key;
+    zoneout except on "native", which hands it to "fused"), against central differences, in
+    float64."""
     with jax.enable_x64(True):
-        cell = dataclasses.replace(cell, param_dtype=jnp.float64, dtype=jnp.float64)
+        cell = regularized(dataclasses.replace(cell, param_dtype=jnp.float64, dtype=jnp.float64),
+                           zoneout=engine != "native")
         params, carry, xs = jax.tree.map(
             lambda a: jnp.asarray(a, jnp.float64),
             random_cell_inputs(cell, rng, batch=BATCH, steps=5, features=FEATURES))
         weights = jnp.asarray(rng.normal(size=(5, BATCH, cell.output_size)), jnp.float64)
         resets = jnp.asarray([[False, False, True]] * 2 + [[True, False, False]] * 3)
-        mask = jnp.asarray(rng.random((BATCH, cell.output_size)) + 0.5, jnp.float64)
-        arrays = {"lengths": jnp.array([5, 3, 4], jnp.int32), "resets": resets, "state_mask": mask}
+        arrays = {"lengths": jnp.array([5, 3, 4], jnp.int32), "resets": resets,
+                  "key": jax.random.key(int(rng.integers(1 << 30)))}
         assert lstmjax.resolve(cell, engine, num_steps=5, batch_size=BATCH).engine == engine
 
         def loss(params, carry, xs):
@@ -257,13 +269,10 @@ def test_layer_engine_falls_back_to_scan_and_says_why():
     assert choice.engine == "scan" and "fused cannot run BareCell()" in choice.reason
     assert "layer_weights" in choice.reason
     params, xs = cell.init(jax.random.key(0), 3), jnp.ones((4, 2, 3))
-    mask = jnp.array([[0.0, 2.0], [2.0, 2.0]])
-    fell_back = lstmjax.run_layer(cell, params, cell.zero_carry(2) + 1, xs, engine="fused",
-                                  state_mask=mask)
-    scanned = lstmjax.run_layer(cell, params, cell.zero_carry(2) + 1, xs, engine="scan",
-                                state_mask=mask)
+    fell_back = lstmjax.run_layer(cell, params, cell.zero_carry(2) + 1, xs, engine="fused")
+    scanned = lstmjax.run_layer(cell, params, cell.zero_carry(2) + 1, xs, engine="scan")
     assert_trees_close(fell_back, scanned, rtol=0, atol=0)
-    first = jnp.tanh(xs[0] @ params["w"] + mask)  # the masked carry (ones) enters step 0
+    first = jnp.tanh(xs[0] @ params["w"] + 1)  # the carry (ones) enters step 0
     np.testing.assert_allclose(scanned[1][0], first, rtol=1e-6)
 
 

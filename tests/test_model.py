@@ -201,9 +201,11 @@ def test_recurrent_dropout_masks_h_entering_each_step_with_one_mask(rng):
     cell = lstmjax.make_cells(config)[0]
     params = variables["params"]
     expected = []
-    # the model's first and only draw from the dropout stream is this mask
-    mask = RNNLanguageModel(config).apply(
-        variables, carry[0], method=lambda module, c: module._state_mask(c), rngs={"dropout": key})
+    # the model's first and only draw from the dropout stream is the key of this mask
+    layer_key = RNNLanguageModel(config).apply(
+        variables, method=lambda module: module.make_rng("dropout"), rngs={"dropout": key})
+    mask = cell.noise(layer_key, tokens.shape[1], tokens.shape[0]).window[0]
+    cell = cell.cell  # the LSTM inside RecurrentDropout
     h, c = carry[0].h, carry[0].c
     for x in jax.nn.one_hot(tokens, VOCAB).swapaxes(0, 1):
         state, y = cell.step(params["layer_0"], LSTMState(c, h * mask), x)

@@ -38,10 +38,10 @@ CELLS = {
 # Every cell, every option set, each T and both transforms appear at least once.
 COVERING = [  # (cell, options, T, transform)
     ("lstm", "plain", 35, "jit"),
-    ("lstm-clip", "resets-reverse-dropout", 7, "vmap"),
+    ("lstm-clip", "resets-reverse-regularized", 7, "vmap"),
     ("gru", "lengths-reverse", 7, "jit"),
     ("gru-reset-after", "resets-lengths", 1, "jit"),
-    ("rnn", "resets-reverse-dropout", 7, "jit"),
+    ("rnn", "resets-reverse-regularized", 7, "jit"),
     ("gru-reset-after", "plain", 7, "vmap"),
 ]
 
@@ -49,8 +49,7 @@ COVERING = [  # (cell, options, T, transform)
 @needs_kernel
 @pytest.mark.parametrize(("name", "options", "steps", "transform"), COVERING)
 def test_native_equals_scan(name, options, steps, transform, rng):
-    cell = CELLS[name]
-    reverse, arrays = _options(options, cell, rng, steps=steps)
+    cell, reverse, arrays = _options(options, CELLS[name], rng, steps=steps, zoneout=False)
     if transform == "jit":
         problem = _problem(cell, rng, steps=steps)
         expected = _value_and_grad(cell, "scan", reverse)(*problem, arrays)
@@ -72,9 +71,8 @@ def test_native_equals_scan(name, options, steps, transform, rng):
 
 @needs_kernel
 def test_native_remat_chunks_change_nothing(rng):
-    cell = CELLS["lstm-clip"]
+    cell, reverse, arrays = _options("resets-lengths", CELLS["lstm-clip"], rng, steps=6)
     problem = _problem(cell, rng, steps=6)
-    reverse, arrays = _options("resets-lengths", cell, rng, steps=6)
     expected = _value_and_grad(cell, "native", reverse)(*problem, arrays)
     actual = _value_and_grad(cell, "native", reverse, remat_chunk=4)(*problem, arrays)
     assert_trees_close(actual, expected, rtol=1e-6, atol=1e-7)

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax.interpreters.ad import JVPTracer
 
 from lstmjax._checks import require_choice, require_positive_int
-from lstmjax.cells import LayerCell, check_layer_arguments, mask_state
+from lstmjax.cells import LayerCell, check_layer_arguments, step_noise
 from lstmjax.engines import auto, cudnn, fused, native
 from lstmjax.engines.loop import (
     GENERIC_ENGINES,
@@ -48,9 +48,9 @@ class EngineSpec:
     """An engine of :func:`run_layer`.
 
     Attributes:
-      run_layer: ``run_layer(cell, params, carry, xs, *, lengths, reverse, resets, state_mask,
+      run_layer: ``run_layer(cell, params, carry, xs, *, lengths, reverse, resets, noise,
         unroll) -> (carry, ys)`` on time-major, checked arguments.
-      supports: ``supports(cell, *, backend, lengths, reverse, resets, state_mask) -> None`` if
+      supports: ``supports(cell, *, backend, lengths, reverse, resets) -> None`` if
         the engine runs that cell with those options (each a bool: given or not) on that JAX
         backend (``"cpu"``, ``"gpu"``, ...), else the reason why not.
       fallback: the engine that runs what this one cannot (None: this one runs everything).
@@ -68,19 +68,19 @@ class EngineSpec:
 def _generic(engine: str) -> Callable[..., tuple[Any, Array]]:
     """A layer engine that runs the cell's step through :func:`run`."""
 
-    def run_layer(cell, params, carry, xs, *, lengths, reverse, resets, state_mask, unroll):
-        if isinstance(cell, LayerCell):  # split the weights once, outside the loop
-            weights, cell_step = cell.cast_weights(cell.layer_weights(params)), cell.step_with_weights
-        else:
-            weights, cell_step = params, cell.step
+    def run_layer(cell, params, carry, xs, *, lengths, reverse, resets, noise, unroll):
+        if not isinstance(cell, LayerCell):
+            return run(cell.step, params, carry, xs, engine=engine, unroll=unroll,
+                       lengths=lengths, reverse=reverse, resets=resets, checked=True)
+        weights = cell.cast_weights(cell.layer_weights(params, noise))  # split once, outside
 
-        def step(weights, carry, x):
-            if state_mask is not None:
-                carry = mask_state(carry, state_mask)
-            return cell_step(weights, carry, x)
+        def step(weights, carry, inputs):
+            x, steps = inputs
+            return cell.step_with_weights(weights, carry, x, step_noise(noise, steps))
 
-        return run(step, weights, carry, xs, engine=engine, unroll=unroll, lengths=lengths,
-                   reverse=reverse, resets=resets, checked=True)
+        steps = None if noise is None else noise.steps
+        return run(step, weights, carry, (xs, steps), engine=engine, unroll=unroll,
+                   lengths=lengths, reverse=reverse, resets=resets, checked=True)
 
     return run_layer
 
@@ -114,11 +114,11 @@ class EngineChoice(NamedTuple):
 def resolve(cell: Any, engine: str = "auto", *, unroll: int = 1, num_steps: int,
             batch_size: int, input_size: int | None = None, backend: str | None = None,
             lengths: bool = False, reverse: bool = False, resets: bool = False,
-            state_mask: bool = False, forward_mode: bool = False) -> EngineChoice:
+            forward_mode: bool = False) -> EngineChoice:
     """The engine and unroll that :func:`run_layer` uses for ``cell`` on ``[T, B]`` inputs.
 
     ``"auto"`` consults :func:`lstmjax.engines.auto.choose` among the engines that support the
-    cell and options (``lengths`` ... ``state_mask``: whether they are given; ``forward_mode``:
+    cell and options (``lengths``, ``reverse``, ``resets``: whether given; ``forward_mode``:
     whether the layer is traced under ``jax.jvp`` or ``jax.jacfwd``). A named engine that does
     not support them hands the layer to its :attr:`EngineSpec.fallback`, and so on down the
     chain ("native" -> "fused" -> "scan"), with each reason in the returned ``reason``.
@@ -128,7 +128,7 @@ def resolve(cell: Any, engine: str = "auto", *, unroll: int = 1, num_steps: int,
     require_choice("engine", engine, ENGINE_NAMES)
     require_positive_int("unroll", unroll)
     options = {"backend": backend or jax.default_backend(), "lengths": lengths,
-               "reverse": reverse, "resets": resets, "state_mask": state_mask}
+               "reverse": reverse, "resets": resets}
     def why_not(engine: str) -> str | None:
         if forward_mode and not ENGINES[engine].forward_mode:
             return ("forward-mode differentiation: its backward pass is a jax.custom_vjp, which "
@@ -160,7 +160,7 @@ def run_layer(
     lengths: Array | None = None,
     reverse: bool = False,
     resets: Array | None = None,
-    state_mask: Array | None = None,
+    key: Array | None = None,
     remat_chunk: int | None = None,
     time_major: bool = True,
 ) -> tuple[Any, Array]:
@@ -191,9 +191,11 @@ def run_layer(
         the steps run. Forward, mark each document's first step; with ``reverse=True``, each
         document's last step (:func:`reverse_resets` turns the one into the other, as
         :func:`lstmjax.run_bidirectional` does for its backward direction).
-      state_mask: optional ``float[B, P]`` recurrent-dropout mask, multiplied onto the recurrent
-        state entering every step (:func:`lstmjax.cells.mask_state`; h, never c). A constant:
-        no gradient flows into it.
+      key: the randomness of a regularizer cell (:mod:`lstmjax.regularizers`, training): its
+        masks are drawn from it once, outside the loop (``cell.noise(key, T, B)``), and every
+        engine gives the same numbers for the same key; no gradient flows into them. None
+        (evaluation) runs the regularizers' evaluation form. A cell without randomness ignores
+        it.
       remat_chunk: if set, the window is cut into chunks of this many steps (the last one shorter
         if it does not divide T), each recomputed in the backward pass (``jax.checkpoint``):
         memory for the per-step residuals of one chunk instead of all T, at the price of a second
@@ -213,23 +215,25 @@ def run_layer(
     carry = check_layer_arguments(cell, params, carry, xs[0])
     lengths = checked_lengths(lengths, batch_size, num_steps)
     resets = checked_resets(resets, num_steps, batch_size, time_major)
-    if state_mask is not None:
-        state_mask = jax.lax.stop_gradient(state_mask)
+    noise = None
+    if key is not None and isinstance(cell, LayerCell):
+        noise = jax.lax.stop_gradient(cell.noise(key, num_steps, batch_size))
     choice = resolve(cell, engine, unroll=unroll, num_steps=num_steps, batch_size=batch_size,
                      input_size=xs.shape[-1], lengths=lengths is not None, reverse=reverse,
-                     resets=resets is not None, state_mask=state_mask is not None,
+                     resets=resets is not None,
                      forward_mode=under_forward_mode((params, carry, xs)))
     layer = ENGINES[choice.engine].run_layer
-    options = {"reverse": reverse, "state_mask": state_mask, "unroll": choice.unroll}
+    options = {"reverse": reverse, "unroll": choice.unroll}
     if remat_chunk is None:
-        carry, ys = layer(cell, params, carry, xs, lengths=lengths, resets=resets, **options)
+        carry, ys = layer(cell, params, carry, xs, lengths=lengths, resets=resets, noise=noise,
+                          **options)
     else:
         carry, ys = _in_chunks(layer, remat_chunk, cell, params, carry, xs, lengths, resets,
-                               options)
+                               noise, options)
     return carry, ys if time_major else jnp.swapaxes(ys, 0, 1)
 
 
-def _in_chunks(layer, chunk, cell, params, carry, xs, lengths, resets, options):
+def _in_chunks(layer, chunk, cell, params, carry, xs, lengths, resets, noise, options):
     """``layer`` over ``xs`` in chunks of ``chunk`` steps, each rematerialized in the backward pass.
 
     A loop over the whole chunks (``lax.scan``) whose body, one chunk's ``layer`` call, is under
@@ -241,30 +245,34 @@ def _in_chunks(layer, chunk, cell, params, carry, xs, lengths, resets, options):
     num_chunks, tail = divmod(num_steps, chunk)
     head = num_chunks * chunk
 
+    noise_steps = None if noise is None else noise.steps
+
     @jax.checkpoint
     def one_chunk(carry, inputs):
-        xs_chunk, resets_chunk, start = inputs
+        xs_chunk, resets_chunk, steps_chunk, start = inputs
         steps = xs_chunk.shape[0]
         chunk_lengths = None if lengths is None else jnp.clip(lengths - start, 0, steps)
         return layer(cell, params, carry, xs_chunk, lengths=chunk_lengths, resets=resets_chunk,
-                     **options)
+                     noise=step_noise(noise, steps_chunk), **options)
 
     def chunks(carry):
         if not num_chunks:
             return carry, None
 
-        def split(a):  # [head, ...] -> [head / chunk, chunk, ...]
-            return None if a is None else a[:head].reshape(num_chunks, chunk, *a.shape[1:])
+        def split(tree):  # leaves [head, ...] -> [head / chunk, chunk, ...]
+            return jax.tree.map(lambda a: a[:head].reshape(num_chunks, chunk, *a.shape[1:]),
+                                tree)
 
         starts = jnp.arange(num_chunks, dtype=jnp.int32) * chunk
-        carry, ys = jax.lax.scan(one_chunk, carry, (split(xs), split(resets), starts),
+        carry, ys = jax.lax.scan(one_chunk, carry,
+                                 (split(xs), split(resets), split(noise_steps), starts),
                                  reverse=options["reverse"])
         return carry, ys.reshape(head, batch_size, *ys.shape[3:])
 
     def rest(carry):
         if not tail:
             return carry, None
-        return one_chunk(carry, (xs[head:], None if resets is None else resets[head:],
+        return one_chunk(carry, (*jax.tree.map(lambda a: a[head:], (xs, resets, noise_steps)),
                                  jnp.int32(head)))
 
     first, second = (rest, chunks) if options["reverse"] else (chunks, rest)

@@ -47,6 +47,8 @@ import jax.numpy as jnp
 import jaxlib.version
 import numpy as np
 
+from lstmjax.regularizers import innermost
+
 MODE_VARIABLE = "LSTMJAX_AUTO"
 MODES = ("measure", "table")
 """Values of ``$LSTMJAX_AUTO``: ``measure`` (the default: time the candidates once per key,
@@ -180,7 +182,7 @@ def pinned(saved: Mapping[str, Mapping[str, Any]] | None = None, *,
 def table_choice(cell: Any, backend: str, num_steps: int, candidates: list[str],
                  why: str) -> tuple[str, int, str]:
     """``(engine, unroll, reason)`` from :data:`MEASURED`; ``why`` the table is used."""
-    kind = type(cell).__name__
+    kind = type(innermost(cell)).__name__  # a regularizer runs where its cell runs best
     rows = MEASURED.get(backend, {}).get(kind)
     if rows is None:
         return "scan", 1, f"scan unroll=1 (table, {why}: no row for {kind} on {backend})"

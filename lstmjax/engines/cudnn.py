@@ -34,8 +34,9 @@ an NVIDIA GPU); cells other than :class:`lstmjax.cells.LSTM` (GRU, SimpleRNN, La
 call is LSTM-only); peepholes, a projection, ``cell_clip`` or ``proj_clip`` (not in the LSTM cuDNN
 computes here); a ``dtype`` other than float32 (jaxlib fixes cuDNN's data and math type to
 ``CUDNN_DATA_FLOAT``, and ``jax.experimental.rnn.lstm`` raises NotImplementedError for bfloat16
-precision: bfloat16 and float16 cannot go through it); ``reverse``, ``resets`` and the recurrent
-dropout ``state_mask`` (cuDNN's loop cannot zero or mask the state between steps; a reversed layer
+precision: bfloat16 and float16 cannot go through it); the regularizer cells of
+:mod:`lstmjax.regularizers`; ``reverse`` and ``resets`` (cuDNN's loop cannot zero or mask the
+state between steps; a reversed layer
 would need each sequence flipped within its length, not done here). ``unroll`` is ignored: the loop
 is cuDNN's. JAX calls a ROCm GPU "gpu" too, where MIOpen orders the gates differently (jax's own
 tests apply ``rnn.swap_lstm_gates`` there): not handled, and untested.
@@ -69,8 +70,8 @@ FULL_FLOAT32_PRECISIONS = frozenset({
 """Values of ``jax_default_matmul_precision`` for which cuDNN runs without TF32."""
 
 
-def supports(cell: Any, *, backend: str, lengths: bool, reverse: bool, resets: bool,
-             state_mask: bool) -> str | None:
+def supports(cell: Any, *, backend: str, lengths: bool, reverse: bool,
+             resets: bool) -> str | None:
     """None if this engine runs ``cell`` with these options on ``backend``, else the reason."""
     del lengths  # supported
     if backend != "gpu":
@@ -82,9 +83,6 @@ def supports(cell: Any, *, backend: str, lengths: bool, reverse: bool, resets: b
                 "length)")
     if resets:
         return "resets: cuDNN cannot zero the carry in the middle of a sequence"
-    if state_mask:
-        return ("state_mask (recurrent dropout): cuDNN cannot mask h between steps (its dropout "
-                "acts between layers)")
     return None
 
 
@@ -125,7 +123,7 @@ def cudnn_weights(cell: LSTM, params: dict[str, Array]) -> Array:
 
 
 def run_layer(cell: Any, params: Any, carry: Any, xs: Array, *, lengths: Array | None,
-              reverse: bool, resets: Array | None, state_mask: Array | None, unroll: int,
+              reverse: bool, resets: Array | None, noise: Any, unroll: int,
               lstm: Callable[..., tuple[Array, Array, Array]] = rnn.lstm) -> tuple[Any, Array]:
     """One LSTM layer over ``xs: [T, B, I]`` (time-major); ``(LSTMState(c, h), ys: [T, B, H])``.
 
@@ -138,9 +136,9 @@ def run_layer(cell: Any, params: Any, carry: Any, xs: Array, *, lengths: Array |
       ValueError: a cell or option this engine does not run (see :func:`supports`);
         :func:`lstmjax.engines.run_layer` falls back to "fused" instead of calling it so.
     """
-    del unroll
+    del unroll, noise  # an LSTM draws no noise; a regularizer cell is not an LSTM
     why_not = supports(cell, backend="gpu", lengths=lengths is not None, reverse=reverse,
-                       resets=resets is not None, state_mask=state_mask is not None)
+                       resets=resets is not None)
     if why_not is not None:
         raise ValueError(f"engine cudnn cannot run {cell!r}: {why_not}; call "
                          "lstmjax.run_layer, which falls back to another engine")

@@ -18,7 +18,9 @@ matmuls, besides ``x_proj`` (``[T, B, G]``); the gate activations are recomputed
 elementwise cost (see ``benchmarks/NOTES.md`` for the measurements behind that choice).
 
 Supports every cell of :mod:`lstmjax.cells` with all their options, initial carries and their
-gradients, ``lengths``, ``reverse``, ``resets`` and the recurrent-dropout ``state_mask``.
+gradients, ``lengths``, ``reverse``, ``resets``, and the regularizer cells that wrap them
+(:mod:`lstmjax.regularizers`), whose noise it hands to ``layer_weights`` and, a step at a time,
+to ``update``: the backward pass differentiates ``update``, so it covers them.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lstmjax.cells import LayerCell, LayerWeights, add_bias, mask_state
+from lstmjax.cells import LayerCell, LayerWeights, Noise, add_bias, step_noise
 from lstmjax.engines.loop import guarded_step, valid_steps
 
 Array = jax.Array
@@ -45,61 +47,60 @@ def supports(cell: Any, **options: Any) -> str | None:
 
 
 def run_layer(cell: Any, params: Any, carry: Any, xs: Array, *, lengths: Array | None,
-              reverse: bool, resets: Array | None, state_mask: Array | None,
+              reverse: bool, resets: Array | None, noise: Noise | None,
               unroll: int) -> tuple[Any, Array]:
     """One layer over ``xs: [T, B, I]`` (time-major); ``(final_carry, ys: [T, B, P])``.
 
     Arguments as :func:`lstmjax.engines.run_layer`, checked by it.
     """
-    weights = cell.cast_weights(cell.layer_weights(params))
+    weights = cell.cast_weights(cell.layer_weights(params, noise))
     valid = valid_steps(lengths, xs.shape[0])
-    return _fused(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mask)
+    return _fused(cell, reverse, unroll, weights, carry, xs, valid, resets, noise)
 
 
-def _guarded_update(cell: Any, weights: LayerWeights, other: Any, state_mask: Array | None,
+def _guarded_update(cell: Any, weights: LayerWeights, other: Any, noise: Noise | None,
                     recurrent: Any):
     """The cell's step on projected inputs, as the generic loop guards it (resets, lengths).
 
     The input bias is added here, per step, rather than to all of ``x_proj`` before the loop:
     one pass less over ``[T, B, G]`` (``benchmarks/NOTES.md``)."""
 
-    def step(_, carry, x_proj):
+    def step(_, carry, inputs):
+        x_proj, steps = inputs
         x_proj = add_bias(x_proj, weights.input_bias)
-        if state_mask is not None:
-            carry = mask_state(carry, state_mask)
-        new_carry, y = cell.update(other, carry, x_proj, recurrent)
+        new_carry, y = cell.update(other, carry, x_proj, recurrent, step_noise(noise, steps))
         return new_carry, y.astype(cell.dtype)
 
     return guarded_step(step, None)
 
 
-def _forward(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mask, *,
-             save=True):
+def _forward(cell, reverse, unroll, weights, carry, xs, valid, resets, noise, *, save=True):
     """The forward pass and (with ``save``) the per-step residuals of the backward pass."""
     x_proj = cell.matmul(xs, weights.input_kernel)  # [T, B, G]: one matmul over the T * B rows
     kernels = {name: kernel.astype(cell.dtype) for name, kernel in weights.recurrent.items()}
 
     def body(carry, inputs):
-        x_proj_t, reset_t, valid_t = inputs
+        x_proj_t, steps_t, reset_t, valid_t = inputs
         outputs = {}
 
         def recurrent(lhs, name):
             outputs[name] = cell.matmul(lhs, kernels[name])
             return outputs[name]
 
-        step = _guarded_update(cell, weights, weights.other, state_mask, recurrent)
-        new_carry, y = step(carry, x_proj_t, reset_t, valid_t)
+        step = _guarded_update(cell, weights, weights.other, noise, recurrent)
+        new_carry, y = step(carry, (x_proj_t, steps_t), reset_t, valid_t)
         return new_carry, (y, carry, outputs) if save else (y, None, None)
 
+    steps = None if noise is None else noise.steps
     final, (ys, carries, outputs) = jax.lax.scan(
-        body, carry, (x_proj, resets, valid), reverse=reverse, unroll=unroll)
-    return (final, ys), (weights, xs, x_proj, carries, outputs, valid, resets, state_mask)
+        body, carry, (x_proj, steps, resets, valid), reverse=reverse, unroll=unroll)
+    return (final, ys), (weights, xs, x_proj, carries, outputs, valid, resets, noise)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _fused(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mask):
+def _fused(cell, reverse, unroll, weights, carry, xs, valid, resets, noise):
     """The layer without residuals (inference); differentiated through _forward/_backward."""
-    return _forward(cell, reverse, unroll, weights, carry, xs, valid, resets, state_mask,
+    return _forward(cell, reverse, unroll, weights, carry, xs, valid, resets, noise,
                     save=False)[0]
 
 
@@ -125,7 +126,7 @@ _replay.defvjp(_replay_forward, _replay_backward)
 
 
 def _backward(cell, reverse, unroll, residuals, cotangents):
-    weights, xs, x_proj, carries, outputs, valid, resets, state_mask = residuals
+    weights, xs, x_proj, carries, outputs, valid, resets, noise = residuals
     d_final, d_ys = cotangents
     # Transposed once, outside the loop: a transposed operand inside it is repacked at every step
     # by XLA:CPU's matmul (benchmarks/NOTES.md).
@@ -133,7 +134,7 @@ def _backward(cell, reverse, unroll, residuals, cotangents):
                  for name, kernel in weights.recurrent.items()}
 
     def body(d_carry, inputs):
-        carry, x_proj_t, outputs_t, reset_t, valid_t, d_y = inputs
+        carry, x_proj_t, steps_t, outputs_t, reset_t, valid_t, d_y = inputs
 
         def replayed_step(other, carry, x_proj_t, outputs_t):
             lhs = {}
@@ -142,8 +143,8 @@ def _backward(cell, reverse, unroll, residuals, cotangents):
                 lhs[name] = operand
                 return _replay(cell, operand, outputs_t[name], kernels_t[name])
 
-            step = _guarded_update(cell, weights, other, state_mask, recurrent)
-            return step(carry, x_proj_t, reset_t, valid_t), lhs
+            step = _guarded_update(cell, weights, other, noise, recurrent)
+            return step(carry, (x_proj_t, steps_t), reset_t, valid_t), lhs
 
         _, pullback, lhs = jax.vjp(replayed_step, weights.other, carry, x_proj_t, outputs_t,
                                    has_aux=True)
@@ -154,7 +155,8 @@ def _backward(cell, reverse, unroll, residuals, cotangents):
         return d_previous, (d_other, d_x_proj, d_outputs, lhs)
 
     d_carry, (d_other, d_x_proj, d_outputs, lhs) = jax.lax.scan(
-        body, d_final, (carries, x_proj, outputs, resets, valid, d_ys),
+        body, d_final, (carries, x_proj, None if noise is None else noise.steps, outputs, resets,
+                        valid, d_ys),
         reverse=not reverse, unroll=unroll)
     d_outputs = {name: d_x_proj if d is None else d for name, d in d_outputs.items()}
 

@@ -21,10 +21,12 @@ LSTM's cell state entering each step; the cuDNN-form GRU's ``h @ W_hn + b_hn``; 
 
 Runs :class:`lstmjax.cells.LSTM` (``forget_bias``, ``cell_clip``; not peepholes or projection),
 :class:`~lstmjax.cells.GRU` in both forms and :class:`~lstmjax.cells.SimpleRNN`, in float32 or
-float64, with initial carries and their gradients, ``lengths``, ``reverse``, ``resets``, the
-recurrent-dropout ``state_mask``, ``remat_chunk`` (around the calls) and ``jax.vmap`` (the
-calls run once per vmapped element). Anything else falls back to ``"fused"`` with the reason
-(:func:`supports`).
+float64, with initial carries and their gradients, ``lengths``, ``reverse``, ``resets``,
+``remat_chunk`` (around the calls) and ``jax.vmap`` (the calls run once per vmapped element),
+wrapped in :class:`~lstmjax.regularizers.RecurrentDropout` (its mask is the kernel's state mask)
+or :class:`~lstmjax.regularizers.WeightDrop` (the kernel gets the masked recurrent kernel).
+Anything else, :class:`~lstmjax.regularizers.Zoneout` included, falls back to ``"fused"`` with
+the reason (:func:`supports`).
 
 Threads: each call splits the H units over the cores of the process (a forward LSTM step is one
 parallel phase: each thread does its units' four gate columns of the recurrent product, then
@@ -48,8 +50,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax.cells import GRU, LSTM, LayerWeights, LSTMState, SimpleRNN
+from lstmjax.cells import GRU, LSTM, LayerWeights, LSTMState, Noise, SimpleRNN
 from lstmjax.engines.loop import valid_steps
+from lstmjax.regularizers import RecurrentDropout, WeightDrop, Zoneout
 
 Array = jax.Array
 
@@ -113,6 +116,14 @@ def supports(cell: Any, *, backend: str, **options: Any) -> str | None:
     del options
     if backend != "cpu":
         return f"a CPU kernel, and the backend is {backend}"
+    wrappers = []
+    while isinstance(cell, RecurrentDropout | WeightDrop | Zoneout):
+        wrappers.append(type(cell))
+        cell = cell.cell
+    if Zoneout in wrappers:
+        return "the native kernel has no zoneout (it mixes the old and the new state per step)"
+    if wrappers.count(RecurrentDropout) > 1:
+        return "the native kernel takes one recurrent-dropout mask"
     if _kind(cell) is None:
         return f"no native kernel for {type(cell).__name__} (LSTM, GRU and SimpleRNN have one)"
     if isinstance(cell, LSTM) and (cell.use_peepholes or cell.proj_size is not None):
@@ -125,7 +136,7 @@ def supports(cell: Any, *, backend: str, **options: Any) -> str | None:
 
 
 def run_layer(cell: Any, params: Any, carry: Any, xs: Array, *, lengths: Array | None,
-              reverse: bool, resets: Array | None, state_mask: Array | None,
+              reverse: bool, resets: Array | None, noise: Noise | None,
               unroll: int) -> tuple[Any, Array]:
     """One layer over ``xs: [T, B, I]`` (time-major); ``(final_carry, ys: [T, B, H])``.
 
@@ -134,7 +145,13 @@ def run_layer(cell: Any, params: Any, carry: Any, xs: Array, *, lengths: Array |
     """
     del unroll
     _library()  # registers the FFI targets before the first call is traced
-    weights = cell.cast_weights(cell.layer_weights(params))
+    weights = cell.cast_weights(cell.layer_weights(params, noise))  # weight drop's masks in
+    state_mask = None
+    while isinstance(cell, RecurrentDropout | WeightDrop):
+        own, noise = cell.parts(noise)
+        if isinstance(cell, RecurrentDropout) and own is not None:
+            state_mask = own.window
+        cell = cell.cell
     valid = valid_steps(lengths, xs.shape[0])
     return _native(cell, reverse, weights, carry, xs, _or_empty(valid, jnp.bool_),
                    _or_empty(resets, jnp.bool_), _or_empty(state_mask, cell.dtype))
