@@ -11,6 +11,9 @@ Layers of the library:
   engines  ``run_layer`` (a layer, by the registry ``ENGINES``: "scan", "static", "fused",
            "native", "cudnn", and the "auto" choice) and ``run`` (any step function, "scan" or
            "static").
+  regularizers
+           ``RecurrentDropout``, ``Zoneout``, ``WeightDrop``: cells that wrap cells, their masks
+           drawn from an explicit key (``run_layer(..., key=)``), so every engine runs them.
   layers   ``run_stack``, ``run_bidirectional``, ``step_layer``, ``step_stack``, ``last_valid``:
            layers composed of ``run_layer``, on every engine.
   nnx, linen, equinox
@@ -61,6 +64,7 @@ from lstmjax.layers import (
     step_stack,
 )
 from lstmjax.model import RNNLanguageModel, make_cells, zero_carry
+from lstmjax.regularizers import RecurrentDropout, WeightDrop, Zoneout
 
 _LAZY = {
     "Checkpoints": "lstmjax.checkpoint",
@@ -111,7 +115,10 @@ __all__ = [
     "ModelConfig",
     "RNNLanguageModel",
     "RecurrentCell",
+    "RecurrentDropout",
     "SimpleRNN",
+    "WeightDrop",
+    "Zoneout",
     "gru_update",
     "layer_norm_lstm_update",
     "lstm_update",
