@@ -295,7 +295,7 @@ def write_run(workdir: str | os.PathLike, model: ModelConfig, params: Mapping[st
     """
     from lstmjax import rundir
     from lstmjax.data import Position
-    from lstmjax.optim import make_optimizer
+    from lstmjax.optim import averages_iterates, make_optimizer
     from lstmjax.steps import init_state
 
     directory, base = rundir.RunDirectory(workdir), base or Config()
@@ -309,7 +309,7 @@ def write_run(workdir: str | os.PathLike, model: ModelConfig, params: Mapping[st
     params = check_params(config.model, params)
     optimizer, _ = make_optimizer(config.optim, steps_per_epoch=1)
     state = init_state(RNNLanguageModel(config.model), optimizer, seed=config.train.seed,
-                       params=params)
+                       params=params, averaging=averages_iterates(config.optim))
     carry = zero_carry(config.model, config.train.batch_size)
     directory.path.mkdir(parents=True, exist_ok=True)
     directory.write(config, vocab)

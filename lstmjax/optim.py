@@ -1,10 +1,17 @@
 """The optimizer: one optax chain, ``clip_by_global_norm`` then Adam, TF1's Adam, Adagrad or SGD,
-on a schedule."""
+on a schedule; and NT-ASGD's iterate average (Merity et al. 2017), which SGD's steps update.
+
+NT-ASGD is SGD plus two pieces kept outside the optax chain, since a validation (on the host)
+decides when averaging starts: :class:`IterateAverage`, carried in the train state and updated by
+each train step (:func:`update_average`), and the trigger :func:`should_start_averaging`.
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
@@ -88,8 +95,64 @@ def make_optimizer(
         update = optax.adagrad(
             schedule, initial_accumulator_value=config.adagrad_initial_accumulator, eps=0.0
         )
-    else:
+    else:  # sgd, and nt_asgd, whose averaging is the train step's (update_average)
         update = optax.sgd(schedule)
     if config.max_grad_norm is None:
         return update, schedule
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), update), schedule
+
+
+def averages_iterates(config: OptimConfig) -> bool:
+    """Whether the optimizer keeps an :class:`IterateAverage` (NT-ASGD)."""
+    return config.optimizer == "nt_asgd"
+
+
+@flax.struct.dataclass
+class IterateAverage:
+    """NT-ASGD's average of the iterates (Merity, Keskar & Socher 2017, Algorithm 1).
+
+    Attributes:
+      params: the mean of the parameters after each optimizer step since ``start``; before
+        averaging starts (and at ``start`` itself), a copy of the current parameters. So
+        evaluation reads ``params`` whether or not averaging has started.
+      start: ``int32[]``, the optimizer step at which averaging started (the iterates of steps
+        ``start + 1, start + 2, ...`` are averaged); -1 until then.
+    """
+
+    params: Any
+    start: jax.Array
+
+
+def init_average(params: Any) -> IterateAverage:
+    """An average that has not started: a copy of ``params`` (its own buffers, so that a step
+    may donate both), ``start = -1``."""
+    return IterateAverage(params=jax.tree.map(jnp.copy, params),
+                          start=jnp.full((), -1, jnp.int32))
+
+
+def update_average(average: IterateAverage, params: Any, step: jax.Array) -> IterateAverage:
+    """The average once ``params`` became the iterate of optimizer step ``step`` (counted after
+    the update): with ``k = step - start`` iterates since the start, ``a + (params - a) / k``
+    (torch's ASGD with ``t0=0, lambd=0``, as the reference switches to); ``params`` itself
+    when ``k <= 1`` or averaging has not started. Jittable."""
+    count = jnp.where(average.start >= 0, step - average.start, 0)
+
+    def mean(a, p):
+        return jnp.where(count > 1, a + (p - a) / count.astype(a.dtype), p)
+
+    return average.replace(params=jax.tree.map(mean, average.params, params))
+
+
+def start_averaging(average: IterateAverage, step: int) -> IterateAverage:
+    """``average`` started at optimizer step ``step`` (the average is the parameters of that step,
+    which the next step's iterate replaces)."""
+    return average.replace(start=jnp.full((), step, jnp.int32))
+
+
+def should_start_averaging(earlier_losses: Sequence[float], loss: float, nonmono: int) -> bool:
+    """NT-ASGD's non-monotone trigger: whether a validation ``loss``, after the validation
+    losses ``earlier_losses`` (oldest first), starts averaging: ``t > nonmono`` earlier
+    validations and ``loss`` above the lowest of all but their last ``nonmono``
+    (salesforce/awd-lstm-lm's ``len(best_val_loss) > nonmono and val_loss >
+    min(best_val_loss[:-nonmono])``)."""
+    return len(earlier_losses) > nonmono and loss > min(earlier_losses[:-nonmono])

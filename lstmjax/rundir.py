@@ -12,8 +12,12 @@ Layout of a run directory (``workdir``)::
     train.lock      the trainer lock (lstmjax.runlock): the pid of the trainer holding it
 
 The checkpoint payload of each step: the arrays ``{"state": TrainState, "carry": carry}`` and the
-JSON extra ``{"position", "config", "vocab", "valid_loss"}`` (the data position to continue from,
-the run's config and vocabulary, the validation loss that ranks the step, or null).
+JSON extra ``{"position", "config", "vocab", "valid_loss", "valid_losses"}`` (the data position to
+continue from, the run's config and vocabulary, the validation loss that ranks the step, or null,
+and every validation loss of the run so far, oldest first, which NT-ASGD's trigger reads).
+With optimizer="nt_asgd" the state holds the iterate average, ``state/average/params`` and
+``state/average/start`` (the step it started at, -1 before; ``lstmjax.optim.IterateAverage``),
+and readers restore ``state/average/params`` as the run's parameters.
 
 Resume rules: a run started in a directory that holds one must use the same config, except the
 fields marked resumable on the config dataclasses (``lstmjax.config.resumable_fields``: how long
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -154,18 +159,21 @@ def payload(state: Any, carry: Any) -> dict[str, Any]:
     return {"state": state, "carry": carry}
 
 
-def extra(position: Position, config: Config, vocab: Vocab,
-          valid_loss: float | None = None) -> dict[str, Any]:
+def extra(position: Position, config: Config, vocab: Vocab, valid_loss: float | None = None,
+          valid_losses: Sequence[float] = ()) -> dict[str, Any]:
     """The JSON saved with a checkpoint's arrays."""
     return {"position": position.to_dict(), "config": config.to_dict(),
-            "vocab": json.loads(vocab.to_json()), "valid_loss": valid_loss}
+            "vocab": json.loads(vocab.to_json()), "valid_loss": valid_loss,
+            "valid_losses": list(valid_losses)}
 
 
 def save(checkpoints: Checkpoints, step: int, state: Any, carry: Any, position: Position,
          config: Config, vocab: Vocab, *, valid_loss: float | None = None,
-         force: bool = False) -> None:
-    """Save the payload of ``step``, ranked by ``valid_loss`` (None: unranked)."""
-    checkpoints.save(step, payload(state, carry), extra(position, config, vocab, valid_loss),
+         valid_losses: Sequence[float] = (), force: bool = False) -> None:
+    """Save the payload of ``step``, ranked by ``valid_loss`` (None: unranked), with the run's
+    validation losses so far."""
+    checkpoints.save(step, payload(state, carry),
+                     extra(position, config, vocab, valid_loss, valid_losses),
                      metric=valid_loss, force=force)
 
 
@@ -179,10 +187,16 @@ def restore_training(checkpoints: Checkpoints, state: Any, carry: Any, **options
 
 
 def restore_params(checkpoints: Checkpoints, params: Any, *, step: int | str = "latest",
-                   **options: Any) -> tuple[Any, int, dict[str, Any]]:
+                   averaged: bool = False, **options: Any) -> tuple[Any, int, dict[str, Any]]:
     """``(params, step, extra)`` of a checkpoint (an int step, "latest" or "best"), restored into
     the structure of ``params``, reading neither the optimizer state nor the carry; falls back
-    past damaged steps as ``Checkpoints.restore`` does (``options``: ``on_warning``)."""
-    target = {"state": {"params": params, "step": jax.ShapeDtypeStruct((), "int32")}}
-    restored, saved = checkpoints.restore(target, step=step, partial=True, **options)
-    return restored["state"]["params"], int(restored["state"]["step"]), saved
+    past damaged steps as ``Checkpoints.restore`` does (``options``: ``on_warning``). With
+    ``averaged`` (NT-ASGD), the iterate average is read instead of the parameters."""
+    state = {"step": jax.ShapeDtypeStruct((), "int32")}
+    if averaged:
+        state["average"] = {"params": params}
+    else:
+        state["params"] = params
+    restored, saved = checkpoints.restore({"state": state}, step=step, partial=True, **options)
+    state = restored["state"]
+    return (state["average"] if averaged else state)["params"], int(state["step"]), saved

@@ -4,7 +4,8 @@ benchmarks need from a config, so none of them builds its own copy.
 A trainer asks for the model, the optimizer and its schedule, the jitted train step, and the
 train state and carry, fresh or restored from a checkpoint. A reader (``lstmjax eval``,
 ``lstmjax sample``, ``lstmjax export``) asks for the model and the parameters alone: no optimizer
-and no train state is built, and only the parameters are read from the checkpoint.
+and no train state is built, and only the parameters are read from the checkpoint (with
+optimizer="nt_asgd", the iterate average in their place: what the run evaluates).
 
 Every array is placed on the run's device mesh (:mod:`lstmjax.parallel`): a trainer's mesh has
 ``train.num_devices`` devices (all by default), a reader's every device. Checkpoints hold whole
@@ -26,7 +27,7 @@ from lstmjax.checkpoint import Checkpoints
 from lstmjax.config import Config
 from lstmjax.data import Position
 from lstmjax.model import RNNLanguageModel, zero_carry
-from lstmjax.optim import make_optimizer
+from lstmjax.optim import averages_iterates, make_optimizer
 from lstmjax.parallel import Placement, make_placement
 from lstmjax.steps import TrainState, evaluate, init_params, init_state, make_train_step
 
@@ -39,7 +40,7 @@ class Run:
       config: the run's config (``model.vocab_size`` set).
       model: the language model.
       params: the parameters: ``state.params`` for a trainer, the restored or fresh ones for a
-        reader.
+        reader (NT-ASGD's average: ``lstmjax.steps.evaluation_params``).
       step: the optimizer step of ``params`` (0 when fresh).
       extra: the JSON saved with the restored checkpoint (``lstmjax.rundir.extra``); empty when
         nothing was restored.
@@ -121,7 +122,7 @@ def setup(config: Config, *, steps_per_epoch: int | None = None,
         else:
             params, restored_step, saved = rundir.restore_params(
                 checkpoints, _abstract(fresh, placement.replicated), step=step,
-                on_warning=on_warning)
+                averaged=averages_iterates(config.optim), on_warning=on_warning)
         return Run(config, model, placement.put(params, placement.replicated), restored_step,
                    saved, placement=placement)
 
@@ -130,7 +131,7 @@ def setup(config: Config, *, steps_per_epoch: int | None = None,
     optimizer, schedule = make_optimizer(config.optim, steps_per_epoch)
 
     def new_state():
-        return init_state(model, optimizer, seed=seed)
+        return init_state(model, optimizer, seed=seed, averaging=averages_iterates(config.optim))
 
     def new_carry():
         return zero_carry(config.model, config.train.batch_size)
@@ -144,7 +145,9 @@ def setup(config: Config, *, steps_per_epoch: int | None = None,
             quarantine=quarantine)
     state = placement.put(state, placement.replicated)
     carry = placement.put(carry, placement.batch_sharded)
-    train_step = make_train_step(model, optimizer, schedule, config.train.loss_scale, placement)
+    train_step = make_train_step(
+        model, optimizer, schedule, config.train.loss_scale, placement,
+        lr_seq_len=config.train.seq_len if config.train.random_bptt else None)
     return Run(config, model, state.params, int(state.step), saved, optimizer=optimizer,
                schedule=schedule, train_step=train_step, state=state, carry=carry,
                position=position, placement=placement)

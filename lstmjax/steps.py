@@ -20,17 +20,27 @@ import optax
 
 from lstmjax import metrics as metrics_lib
 from lstmjax.model import RNNLanguageModel, zero_carry
+from lstmjax.optim import IterateAverage, init_average, update_average
 from lstmjax.parallel import Placement
 
 
 @flax.struct.dataclass
 class TrainState:
-    """params, optimizer state, optimizer step (int32 scalar) and the run's PRNG key."""
+    """params, optimizer state, optimizer step (int32 scalar), the run's PRNG key, and NT-ASGD's
+    iterate average (:class:`lstmjax.optim.IterateAverage`; None for other optimizers, which
+    leaves the checkpoint layout as it was)."""
 
     params: Any
     opt_state: Any
     step: jax.Array
     rng: jax.Array
+    average: IterateAverage | None = None
+
+
+def evaluation_params(state: TrainState) -> Any:
+    """The parameters to evaluate, sample and export: NT-ASGD's average (the parameters
+    themselves until averaging starts), else ``state.params``."""
+    return state.params if state.average is None else state.average.params
 
 
 def token_losses(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -39,13 +49,19 @@ def token_losses(logits: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def make_train_step(model: RNNLanguageModel, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule, loss_scale: str, placement: Placement | None = None):
+                    schedule: optax.Schedule, loss_scale: str, placement: Placement | None = None,
+                    *, lr_seq_len: int | None = None):
     """The jitted ``train_step(state, carry, inputs, targets) -> (state, carry, metrics)``.
 
     ``inputs`` and ``targets`` are ``int32[B, T]``. ``metrics`` holds the per-token ``loss``, the
     global gradient norm before clipping and the learning rate of this step. The objective is the
     per-token mean (``loss_scale="mean"``) or the sum over time averaged over the batch
     (``"sum_over_time"``, the PTB recipes').
+
+    With ``lr_seq_len`` (random BPTT, Merity et al. 2017 sec. 4.1), a window of T tokens steps
+    with the learning rate scaled by ``T / lr_seq_len`` (the update scaled, which is the same for
+    every optimizer of :func:`lstmjax.optim.make_optimizer`); each distinct T compiles once. A
+    state with an :class:`~lstmjax.optim.IterateAverage` has it updated after the step.
 
     With a ``placement``, the step takes and returns the state and metrics replicated and the
     carry, inputs and targets split along B over its mesh (``lstmjax.parallel``); without one,
@@ -65,10 +81,17 @@ def make_train_step(model: RNNLanguageModel, optimizer: optax.GradientTransforma
         grads, (loss, carry) = jax.grad(objective, has_aux=True)(
             state.params, carry, inputs, targets, dropout_key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        lr_scale = 1.0 if lr_seq_len is None else inputs.shape[1] / lr_seq_len  # static
+        if lr_scale != 1.0:
+            updates = jax.tree.map(lambda u: u * lr_scale, updates)
         params = optax.apply_updates(state.params, updates)
+        step = state.step + 1
+        average = state.average
+        if average is not None:
+            average = update_average(average, params, step)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
-                   "learning_rate": jnp.asarray(schedule(state.step), jnp.float32)}
-        new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
+                   "learning_rate": jnp.asarray(schedule(state.step) * lr_scale, jnp.float32)}
+        new_state = state.replace(params=params, opt_state=opt_state, step=step, average=average)
         return new_state, carry, metrics
 
     shardings = {}
@@ -124,11 +147,13 @@ def init_params(model: RNNLanguageModel, key: jax.Array) -> Any:
 
 
 def init_state(model: RNNLanguageModel, optimizer: optax.GradientTransformation, *, seed: int,
-               params: Any = None) -> TrainState:
+               params: Any = None, averaging: bool = False) -> TrainState:
     """A train state at step 0: fresh parameters from ``seed`` (or ``params``, e.g. imported
-    weights), fresh optimizer state, and the run's PRNG key from ``seed``."""
+    weights), fresh optimizer state, the run's PRNG key from ``seed``, and with ``averaging``
+    (NT-ASGD: :func:`lstmjax.optim.averages_iterates`) an average not yet started."""
     init_key, rng = jax.random.split(jax.random.key(seed))
     if params is None:
         params = init_params(model, init_key)
     return TrainState(params=params, opt_state=optimizer.init(params),
-                      step=jnp.zeros((), jnp.int32), rng=rng)
+                      step=jnp.zeros((), jnp.int32), rng=rng,
+                      average=init_average(params) if averaging else None)

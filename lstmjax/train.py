@@ -24,14 +24,17 @@ from lstmjax import metrics as metrics_lib
 from lstmjax import rundir
 from lstmjax.config import Config
 from lstmjax.data import load_corpus, require_windows, stream
+from lstmjax.data.batching import bptt_length
 from lstmjax.engines import auto
 from lstmjax.model import resolve_engines
+from lstmjax.optim import should_start_averaging, start_averaging
 from lstmjax.parallel import is_primary, max_over_processes
 from lstmjax.preemption import Interrupted, StopRequests
 from lstmjax.runlock import RunLock, check_writable_directory
 from lstmjax.runs_report import duration
 from lstmjax.sample import generate
 from lstmjax.setup import setup
+from lstmjax.steps import evaluation_params
 
 DIVERGENCE_NATS = 20.0
 """A per-token loss this many nats above a uniform guess (``log V``) stops the run as a NaN does:
@@ -101,6 +104,7 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
         if resuming:  # the step restored may be older than the newest (damaged) one checked
             rundir.check_resume(config, run.extra.get("config"), workdir)
         state, carry, position, step = run.state, run.carry, run.position, run.step
+        valid_losses = list(run.extra.get("valid_losses", []))  # NT-ASGD's trigger reads them
         if step > total_steps:
             raise ValueError(_past_the_end(workdir, step, total_steps, settings, steps_per_epoch))
         # The request is checked: from here on the run directory is written.
@@ -144,18 +148,32 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
                 f"{_last_checkpoint(checkpoints)}. {_divergence_advice(config)}")
 
         def validate_and_save(step, position, carry, state, force=False):
-            result = run.evaluate(state.params, corpus.valid)
-            log.write({"step": step, "epoch": step / steps_per_epoch, "split": "valid", **result})
+            """Validate, start NT-ASGD's averaging if this validation triggers it, save; return
+            the validation metrics and the state."""
+            result = run.evaluate(evaluation_params(state), corpus.valid)
+            record = {"step": step, "epoch": step / steps_per_epoch, "split": "valid", **result}
+            if state.average is not None:
+                record["averaged"] = int(state.average.start) >= 0
+            log.write(record)
             if problem(result["loss"]):
                 stop_on("validation loss", result["loss"], step, problem(result["loss"]))
+            if (state.average is not None and not record["averaged"] and should_start_averaging(
+                    valid_losses, result["loss"], config.optim.nt_asgd_nonmono)):
+                average = start_averaging(state.average, step)
+                state = state.replace(average=run.placement.put(average,
+                                                                run.placement.replicated))
+                write(f"step {step}: NT-ASGD starts averaging (valid loss {result['loss']:.4f} "
+                      f"above the best before the last {config.optim.nt_asgd_nonmono} "
+                      "validations); evaluation uses the average from here on")
+            valid_losses.append(result["loss"])
             save(step, position, carry, state, metric=result["loss"], force=force)
-            return result
+            return result, state
 
         def save(step, position, carry, state, metric=None, force=False):
             write_engines()  # with the evaluation's choices, made since the run started
             whole_carry = run.placement.put(carry, run.placement.replicated)
             rundir.save(checkpoints, step, state, whole_carry, position, config, corpus.vocab,
-                        valid_loss=metric, force=force)
+                        valid_loss=metric, valid_losses=valid_losses, force=force)
 
         def stop_now(log_step):
             """Whether a signal stops the run after this step: with several processes, one
@@ -187,23 +205,28 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
         pending, last_log_step, last_log_time = [], step, time.perf_counter()
         first_step, start_time = step, time.perf_counter()
         valid = None
-        batches = stream(corpus.train, settings.batch_size, settings.seq_len, position)
-        for window, inputs, targets in itertools.islice(batches, total_steps - step):
-            if window.window == 0:  # a new epoch starts from a zero state
+        lengths = None
+        if settings.random_bptt:  # step k's window length, a function of (seed, k)
+            lengths = (bptt_length(settings.seed, k, settings.seq_len)
+                       for k in itertools.count(step))
+        batches = stream(corpus.train, settings.batch_size, settings.seq_len, position,
+                         lengths=lengths)
+        for window in itertools.islice(batches, total_steps - step):
+            if window.position.window == 0:  # a new epoch starts from a zero state
                 carry = run.zero_carry()
             state, carry, step_metrics = train_step(state, carry,
-                                                    run.placement.shard_batch(inputs),
-                                                    run.placement.shard_batch(targets))
+                                                    run.placement.shard_batch(window.inputs),
+                                                    run.placement.shard_batch(window.targets))
             step += 1
-            position = window.next(steps_per_epoch)
-            pending.append(step_metrics)
+            position = window.next
+            pending.append((step_metrics, window.inputs.size))
             bar.update(1)
             at_end = step >= total_steps
             validate = step % settings.eval_every == 0 or at_end or position.window == 0
             log_step = step % settings.log_every == 0 or validate
             stopping = stop_now(log_step)
             if log_step or stopping:
-                record, per_step = _flush(pending, last_log_step, step, last_log_time, settings)
+                record, per_step = _flush(pending, last_log_step, step, last_log_time)
                 log.write({**record, "epoch": step / steps_per_epoch, "engine": engine})
                 for k, (loss, grad_norm) in enumerate(per_step, start=last_log_step + 1):
                     if problem(loss, grad_norm):
@@ -217,7 +240,7 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
                              f"ETA {duration(eta)}")
                 pending, last_log_step, last_log_time = [], step, time.perf_counter()
             if validate:
-                valid = validate_and_save(step, position, carry, state, force=at_end)
+                valid, state = validate_and_save(step, position, carry, state, force=at_end)
                 write(f"step {step}: valid loss {valid['loss']:.4f}, "
                       f"perplexity {valid['perplexity']:.3f}")
             if stopping:
@@ -228,15 +251,16 @@ def train(config: Config, workdir: str | pathlib.Path, *, progress: bool = True,
         if valid is None:
             print_fn(f"{workdir} is already at step {step} of {total_steps}; raise "
                      "--train.max-steps or --train.num-epochs to train further")
-            valid = run.evaluate(state.params, corpus.valid)
+            valid = run.evaluate(evaluation_params(state), corpus.valid)
 
         summary = {"step": step, "valid": valid}
         if corpus.test is not None:
-            summary["test"] = run.evaluate(state.params, corpus.test)
+            summary["test"] = run.evaluate(evaluation_params(state), corpus.test)
             log.write({"step": step, "epoch": step / steps_per_epoch, "split": "test",
                        **summary["test"]})
         if settings.sample_length and primary:  # from this process's own copy of the params
-            params = jax.tree.map(lambda array: array.addressable_data(0), state.params)
+            params = jax.tree.map(lambda array: array.addressable_data(0),
+                                  evaluation_params(state))
             prime = corpus.vocab.decode(corpus.valid[:1])
             summary["sample"] = generate(run.model, {"params": params}, corpus.vocab, prime,
                                          length=settings.sample_length, seed=settings.seed)
@@ -297,6 +321,8 @@ def _header(config, corpus, workdir, state, position, steps_per_epoch, total_ste
     start = (f"resuming at step {step}: epoch {position.epoch}, window {position.window}" if step
              else "new run")
     optimizer = f"{optim.optimizer} lr {optim.learning_rate:g} ({optim.schedule})"
+    if optim.optimizer == "nt_asgd":
+        optimizer += f" (NT-ASGD, nonmono {optim.nt_asgd_nonmono})"
     if optim.max_grad_norm is not None:
         optimizer += f", clip {optim.max_grad_norm:g}"
     each = settings.batch_size // placement.num_devices
@@ -309,7 +335,8 @@ def _header(config, corpus, workdir, state, position, steps_per_epoch, total_ste
         f"model: {model.num_layers} x {model.hidden_size} {model.cell}, {num_params:,} "
         f"parameters, {model.dtype} compute",
         f"engine: {engine}",
-        f"training: batch {settings.batch_size} x {settings.seq_len} tokens, {steps_per_epoch:,} "
+        f"training: batch {settings.batch_size} x {settings.seq_len} tokens"
+        f"{' (random BPTT: lengths vary)' if settings.random_bptt else ''}, {steps_per_epoch:,} "
         f"steps per epoch, to step {total_steps:,} ({total_steps / steps_per_epoch:.2f} epochs); "
         f"{optimizer}",
         *devices,
@@ -333,10 +360,11 @@ def _last_checkpoint(checkpoints) -> str:
     return f"the last good checkpoint is step {last} in {checkpoints.directory}"
 
 
-def _flush(pending, first_step, step, start_time, settings) -> tuple[dict, list]:
-    """Bring the pending step metrics to the host: one log record (the mean loss of the steps
-    since ``first_step``), and each step's ``(loss, grad_norm)`` for the divergence checks."""
-    host = jax.device_get(pending)
+def _flush(pending, first_step, step, start_time) -> tuple[dict, list]:
+    """Bring the pending ``(step metrics, tokens)`` to the host: one log record (the mean loss of
+    the steps since ``first_step``), and each step's ``(loss, grad_norm)`` for the divergence
+    checks."""
+    host = jax.device_get([metrics for metrics, _ in pending])
     per_step = [(float(m["loss"]), float(m["grad_norm"])) for m in host]
     elapsed = time.perf_counter() - start_time
     steps = step - first_step
@@ -348,6 +376,6 @@ def _flush(pending, first_step, step, start_time, settings) -> tuple[dict, list]
         "grad_norm": per_step[-1][1],
         "learning_rate": float(host[-1]["learning_rate"]),
         "step_time_s": elapsed / steps,
-        "tokens_per_s": steps * settings.batch_size * settings.seq_len / elapsed,
+        "tokens_per_s": sum(tokens for _, tokens in pending) / elapsed,
     }
     return record, per_step

@@ -6,7 +6,8 @@ import optax
 import pytest
 
 from lstmjax.config import OptimConfig
-from lstmjax.optim import make_optimizer, make_schedule
+from lstmjax.optim import (init_average, make_optimizer, make_schedule, should_start_averaging,
+                           start_averaging, update_average)
 
 pytestmark = pytest.mark.usefixtures("standard_promotion")
 
@@ -85,9 +86,57 @@ def test_adam_tf1_is_tf1s_closed_form_after_clipping_on_a_schedule():
     ({"learning_rate": 0.0}, "learning_rate must be > 0"),
     ({"max_grad_norm": -1.0}, "max_grad_norm must be > 0 or None"),
     ({"decay_rate": 1.5}, r"decay_rate must lie in \(0, 1\]"),
-    ({"optimizer": "rmsprop"}, r"optimizer must be one of \('adam', 'adam_tf1', 'adagrad', 'sgd'\)"),
+    ({"optimizer": "rmsprop"},
+     r"optimizer must be one of \('adam', 'adam_tf1', 'adagrad', 'sgd', 'nt_asgd'\)"),
+    ({"nt_asgd_nonmono": 0}, "nt_asgd_nonmono must be a positive int, got 0"),
     ({"schedule": "cosine"}, r"schedule must be one of \('constant', 'exponential', 'epoch_decay'\)"),
 ])
 def test_bad_optimizer_config(overrides, message):
     with pytest.raises(ValueError, match=message):
         OptimConfig(**overrides)
+
+
+def test_nt_asgd_trigger_is_the_reference_non_monotone_rule():
+    """salesforce/awd-lstm-lm: switch when len(logs) > n and val_loss > min(logs[:-n]), logs the
+    losses of the validations before."""
+    assert not should_start_averaging([5.0, 4.0], 9.0, 2)  # 2 earlier validations, not > n
+    assert not should_start_averaging([5.0, 4.0, 3.0], 4.5, 2)  # min([5.0]) = 5.0
+    assert should_start_averaging([5.0, 4.0, 3.0], 5.5, 2)
+    assert not should_start_averaging([5.0, 4.0, 3.0, 3.5], 4.0, 2)  # min(5, 4) = 4: not above
+    assert should_start_averaging([5.0, 4.0, 3.0, 3.5], 4.01, 2)
+    # a run, by hand with n = 2: at 3.6 min([4.0]); at 3.58 min(4.0, 3.8); at 3.69 min(4.0, 3.8,
+    # 3.9) = 3.8; at 3.64 min(4.0, 3.8, 3.9, 3.6) = 3.6 < 3.64: the seventh validation switches
+    losses = [4.0, 3.8, 3.9, 3.6, 3.58, 3.69, 3.64, 3.7]
+    switches = [t for t in range(len(losses)) if should_start_averaging(losses[:t], losses[t], 2)]
+    assert switches[0] == 6
+
+
+def test_iterate_average_is_the_mean_of_the_iterates_after_the_switch():
+    """Before averaging starts the average is the parameters themselves (bit for bit); switched at
+    step 2, after step k it is the mean of the iterates of steps 3..k (torch's ASGD, t0=0)."""
+    iterates = [{"w": jnp.array([0.1 * k + 0.3, (k - 2.5) ** 2 / 3], jnp.float32)} for k in range(8)]
+    average = init_average(iterates[0])
+    assert int(average.start) == -1
+    for k in (1, 2):
+        average = update_average(average, iterates[k], jnp.int32(k))
+        np.testing.assert_array_equal(average.params["w"], iterates[k]["w"])
+    average = start_averaging(average, 2)
+    assert int(average.start) == 2
+    for k in range(3, 8):
+        average = update_average(average, iterates[k], jnp.int32(k))
+        expected = np.mean([np.asarray(iterates[j]["w"], np.float64) for j in range(3, k + 1)], axis=0)
+        np.testing.assert_allclose(average.params["w"], expected, rtol=1e-6, err_msg=f"step {k}")
+    np.testing.assert_allclose(average.params["w"], [0.8, (0.25 + 2.25 + 6.25 + 12.25 + 20.25) / 15],
+                               rtol=1e-6)  # steps 3..7: mean of 0.1k + 0.3 and of (k - 2.5)^2 / 3
+
+
+def test_nt_asgd_steps_as_sgd():
+    params = {"w": jnp.zeros(2)}
+    grads = {"w": jnp.array([3.0, 4.0])}
+    updates = {}
+    for name in ("sgd", "nt_asgd"):
+        optimizer, _ = make_optimizer(OptimConfig(optimizer=name, learning_rate=0.5,
+                                                  max_grad_norm=1.0), steps_per_epoch=1)
+        updates[name], _ = optimizer.update(grads, optimizer.init(params), params)
+    np.testing.assert_array_equal(updates["nt_asgd"]["w"], updates["sgd"]["w"])
+    np.testing.assert_allclose(updates["nt_asgd"]["w"], [-0.3, -0.4], rtol=1e-6)

@@ -18,12 +18,17 @@ import numpy as np
 import pytest
 from helpers import trainer_env
 
+import lstmjax.optim
+import lstmjax.rundir
 import lstmjax.setup
 import lstmjax.train
+import lstmjax.trained
 from lstmjax import ModelConfig, RNNLanguageModel, zero_carry
 from lstmjax.checkpoint import Checkpoints
 from lstmjax.data import Vocab
+from lstmjax.data.batching import bptt_length
 from lstmjax.metrics import MetricsLog
+from lstmjax.optim import should_start_averaging
 from lstmjax.presets import PRESETS
 from lstmjax.sample import generate, generate_ids, next_token_distribution
 from lstmjax.steps import evaluate
@@ -214,8 +219,8 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, mo
     _quiet_train(_tiny(max_steps=4, eval_every=2), tmp_path)
     real_make_train_step = lstmjax.setup.make_train_step
 
-    def poisoned(*args):  # the real step, whose loss turns NaN from optimizer step 6 on
-        step_fn = real_make_train_step(*args)
+    def poisoned(*args, **kwargs):  # the real step, whose loss turns NaN from optimizer step 6 on
+        step_fn = real_make_train_step(*args, **kwargs)
 
         def step(state, carry, inputs, targets):
             at = int(state.step)
@@ -336,3 +341,112 @@ def test_window_longer_than_the_corpus_stops_before_writing_anything(tmp_path):
                                          r"smaller train.batch_size or train.seq_len"):
         _quiet_train(_tiny(seq_len=1_000_000), tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def _awd(**train_overrides):
+    """tiny with NT-ASGD (a learning rate at which validation stalls within 16 steps, nonmono 1)
+    and random BPTT."""
+    return dataclasses.replace(
+        TINY, optim=dataclasses.replace(TINY.optim, optimizer="nt_asgd", learning_rate=5.0,
+                                        nt_asgd_nonmono=1),
+        train=dataclasses.replace(TINY.train, random_bptt=True, eval_every=2, log_every=1,
+                                  **train_overrides))
+
+
+def test_nt_asgd_with_random_bptt_resumes_across_the_switch_and_evaluates_the_average(
+        tmp_path, monkeypatch):
+    """On 400 training tokens (99 targets in each of the 4 streams) and 400 validation tokens:
+
+    - stopped before NT-ASGD's switch and resumed past it and past an epoch's end, the run's
+      parameters, average and logged losses equal the uninterrupted run's bit for bit;
+    - each step's learning rate is lr * length / seq_len, the lengths drawn by hand from (seed,
+      step) and cut at the epoch's end;
+    - the switch comes at the first validation that the non-monotone rule names;
+    - the final validation, the sample, lstmjax eval's and sample's parameters are the average,
+      which differs from the last iterate."""
+    real = lstmjax.train.load_corpus
+
+    def small_corpus(*args, **kwargs):
+        corpus = real(*args, **kwargs)
+        return dataclasses.replace(corpus, train=corpus.train[:400], valid=corpus.valid[:400])
+
+    monkeypatch.setattr(lstmjax.train, "load_corpus", small_corpus)
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    steps, stop = 16, 6
+    summary = _quiet_train(_awd(max_steps=steps), straight)
+    _quiet_train(_awd(max_steps=stop, sample_length=0), stopped)
+    _quiet_train(_awd(max_steps=steps, sample_length=0), stopped)
+    kept = ("step", "split", "loss", "grad_norm", "learning_rate", "averaged")
+    records = {path: [{k: r[k] for k in kept if k in r} for r in MetricsLog(path / "metrics.jsonl").read()
+                      if r["split"] != "test"]  # the stopped run's first part ends with a test
+               for path in (straight, stopped)}
+    assert records[stopped] == records[straight]
+    with Checkpoints(straight / "checkpoints") as a, Checkpoints(stopped / "checkpoints") as b:
+        target = _params(straight)
+        for averaged in (True, False):
+            jax.tree.map(np.testing.assert_array_equal,
+                         lstmjax.rundir.restore_params(a, target, averaged=averaged)[0],
+                         lstmjax.rundir.restore_params(b, target, averaged=averaged)[0])
+        last = lstmjax.rundir.restore_params(a, target)[0]
+
+    valid = [r for r in records[straight] if r["split"] == "valid"]
+    losses = [r["loss"] for r in valid]
+    first = next(t for t in range(len(losses)) if should_start_averaging(losses[:t], losses[t], 1))
+    assert stop < valid[first]["step"] < steps, losses  # the resumed part crosses the switch
+    assert [r["averaged"] for r in valid] == [r["step"] > valid[first]["step"] for r in valid]
+
+    lengths, offset, end = [], 0, 400 // 4 - 1
+    for k in range(steps):
+        length = min(bptt_length(TINY.train.seed, k, 8), end - offset)
+        lengths.append(length)
+        offset = 0 if offset + length == end else offset + length
+    assert sum(lengths) > end  # an epoch ended within the run
+    rates = [r["learning_rate"] for r in records[straight] if r["split"] == "train"]
+    np.testing.assert_allclose(rates, [5.0 * n / 8 for n in lengths], rtol=1e-6)
+
+    config, vocab, model, average, _ = load_run(straight)
+    corpus = small_corpus(**dataclasses.asdict(config.data))
+    settings = config.train
+
+    def valid_loss(params):
+        return evaluate(model, params, corpus.valid, batch_size=settings.eval_batch_size,
+                        seq_len=settings.eval_seq_len)["loss"]
+
+    def sample(params):
+        return generate(model, {"params": params}, vocab, prime, length=settings.sample_length,
+                        seed=settings.seed)
+
+    assert summary["valid"]["loss"] == valid_loss(average) != valid_loss(last)
+    prime = vocab.decode(corpus.valid[:1])
+    assert summary["sample"] == sample(average) != sample(last)
+    assert lstmjax.trained.sample_run(straight, prime=prime, length=settings.sample_length,
+                                      seed=settings.seed) == summary["sample"]
+
+
+def test_train_step_scales_the_learning_rate_by_the_window_and_averages_the_iterates():
+    """With random BPTT, a 4-token window (seq_len 8) steps as SGD at half the learning rate; with
+    NT-ASGD started at step 1, the average after step 3 is the mean of the iterates of steps 2, 3."""
+    def trainer(lr, random_bptt):
+        config = dataclasses.replace(
+            _awd(), model=dataclasses.replace(TINY.model, vocab_size=13),
+            optim=dataclasses.replace(_awd().optim, learning_rate=lr),
+            train=dataclasses.replace(_awd().train, random_bptt=random_bptt))
+        return lstmjax.setup.setup(config, steps_per_epoch=10)
+
+    tokens = np.random.default_rng(0).integers(0, 13, (4, 5)).astype(np.int32)
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    scaled, plain = trainer(2.0, True), trainer(1.0, False)
+    results = [run.train_step(run.state, run.carry, inputs, targets) for run in (scaled, plain)]
+    (state, carry, metrics), (reference, _, _) = results
+    assert float(metrics["learning_rate"]) == 1.0
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+                 state.params, reference.params)
+
+    state = state.replace(average=lstmjax.optim.start_averaging(state.average, 1))
+    iterates = []
+    for _ in range(2):
+        state, carry, _ = scaled.train_step(state, carry, inputs, targets)
+        iterates.append(jax.device_get(state.params))  # a copy: the next step donates the state
+    assert int(state.step) == 3
+    jax.tree.map(lambda a, p2, p3: np.testing.assert_allclose(a, (p2 + p3) / 2, rtol=1e-6, atol=1e-7),
+                 state.average.params, *iterates)

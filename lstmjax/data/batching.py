@@ -12,14 +12,20 @@ stream is read T tokens at a time::
 Window i+1 continues each stream where window i ended, so a model carries its recurrent state
 from one window to the next (detached from the gradient) and resets it at each epoch.
 
-The position in the stream is a :class:`Position` (epoch, window), small and JSON-serializable: a
-checkpoint stores it, and iterating from it resumes exactly.
+With random BPTT (Merity et al. 2017, sec. 4.1) the windows vary in length (:func:`bptt_length`,
+a function of the seed and the step): each starts where the last ended, the epoch's last is cut to
+the tokens left, and an epoch is a pass over all ``L - 1`` targets of each stream.
+
+The position in the stream is a :class:`Position` (epoch, window, and for varying windows the
+token offset), small and JSON-serializable: a checkpoint stores it, and iterating from it resumes
+exactly.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,17 +34,23 @@ from lstmjax._checks import require_positive_int
 
 @dataclasses.dataclass(frozen=True)
 class Position:
-    """Where a pass over the windows stands: the next window to read is ``window`` of ``epoch``.
+    """Where a pass over the windows stands: the next window to read is ``window`` of ``epoch``,
+    starting at token ``offset`` of each stream.
 
-    Both count from 0; ``window == 0`` marks the start of an epoch (reset the carry there).
+    All count from 0; ``window == 0`` marks the start of an epoch (reset the carry there).
+    ``offset`` is None for windows of one length T (window i starts at ``i * T``); windows of
+    varying length (random BPTT) record it.
     """
 
     epoch: int = 0
     window: int = 0
+    offset: int | None = None
 
     def __post_init__(self):
-        for name in ("epoch", "window"):
+        for name in ("epoch", "window", "offset"):
             value = getattr(self, name)
+            if name == "offset" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"Position.{name} must be an int >= 0, got {value!r}")
 
@@ -50,16 +62,19 @@ class Position:
         return Position(self.epoch, self.window + 1)
 
     def to_dict(self) -> dict[str, int]:
-        """``{"epoch": e, "window": w}``, for JSON or a checkpoint."""
-        return dataclasses.asdict(self)
+        """``{"epoch": e, "window": w}`` (and ``"offset"`` when set), for JSON or a checkpoint."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
     @classmethod
     def from_dict(cls, d: dict[str, int]) -> Position:
         """The position that :meth:`to_dict` wrote."""
-        if not isinstance(d, dict) or set(d) != {"epoch", "window"}:
+        if not isinstance(d, dict) or set(d) not in ({"epoch", "window"},
+                                                     {"epoch", "window", "offset"}):
             got = sorted(d) if isinstance(d, dict) else type(d).__name__
-            raise ValueError(f"a Position dict has keys 'epoch' and 'window', got {got}")
-        return cls(int(d["epoch"]), int(d["window"]))
+            raise ValueError("a Position dict has keys 'epoch' and 'window' (and 'offset' for "
+                             f"windows of varying length), got {got}")
+        offset = d.get("offset")
+        return cls(int(d["epoch"]), int(d["window"]), None if offset is None else int(offset))
 
 
 def num_windows(num_tokens: int, batch_size: int, seq_len: int) -> int:
@@ -124,23 +139,89 @@ def windows(
         )
 
 
+class Window(NamedTuple):
+    """One window of :func:`stream`.
+
+    Attributes:
+      position: where it starts (``window == 0``: a new epoch, reset the carry).
+      next: where the window after it starts: save it to resume after this one.
+      inputs: ``int32[B, T_w]``, T_w the window's length.
+      targets: ``int32[B, T_w]``, the inputs shifted by one token.
+    """
+
+    position: Position
+    next: Position
+    inputs: np.ndarray
+    targets: np.ndarray
+
+
 def stream(
     ids: np.ndarray,
     batch_size: int,
     seq_len: int,
     position: Position = Position(),
     num_epochs: int | None = None,
-) -> Iterator[tuple[Position, np.ndarray, np.ndarray]]:
-    """Windows across epochs, from ``position`` on: ``(position, inputs, targets)``.
-
-    ``position`` is that of the window yielded (``window == 0``: a new epoch, reset the carry);
-    to resume after it, save ``position.next(num_windows(...))``. Stops before epoch
+    *,
+    lengths: Iterator[int] | None = None,
+) -> Iterator[Window]:
+    """Windows across epochs, from ``position`` on, as :class:`Window` s. Stops before epoch
     ``num_epochs`` (None: never).
+
+    ``lengths`` None: every window ``seq_len`` tokens, ``num_windows(...)`` per epoch (the tail
+    that fills no window is dropped, as TF's reader). Else each window takes its length from
+    ``lengths`` (one item per window; random BPTT, :func:`bptt_length`), cut to the targets left
+    in the epoch, and an epoch ends when every target of the streams has been read; its
+    positions record the token offset.
     """
     data, n = _streams(ids, batch_size, seq_len)
-    if position.window >= n:
-        raise ValueError(f"position.window must be < num_windows = {n}, got {position.window}")
+    if lengths is None:
+        if position.window >= n or position.offset is not None:
+            raise ValueError(f"position must have window < num_windows = {n} and no offset "
+                             f"(windows of one length), got {position}")
+        while num_epochs is None or position.epoch < num_epochs:
+            for inputs, targets in windows(data.reshape(-1), batch_size, seq_len,
+                                           position.window):
+                yield Window(position, position.next(n), inputs, targets)
+                position = position.next(n)
+        return
+    last = data.shape[1] - 1  # targets per stream
+    offset = position.offset if position.offset is not None else 0
+    if (position.window == 0) != (offset == 0) or offset >= last:
+        raise ValueError(f"position {position} is not the start of a window of varying length "
+                         f"(offset 0 exactly at window 0, below {last}, the targets per stream)")
+    position = Position(position.epoch, position.window, offset)
     while num_epochs is None or position.epoch < num_epochs:
-        for inputs, targets in windows(data.reshape(-1), batch_size, seq_len, position.window):
-            yield position, inputs, targets
-            position = position.next(n)
+        lo = position.offset
+        hi = min(lo + next(lengths), last)
+        after = (Position(position.epoch + 1, 0, 0) if hi == last
+                 else Position(position.epoch, position.window + 1, hi))
+        yield Window(position, after, data[:, lo:hi].astype(np.int32),
+                     data[:, lo + 1:hi + 1].astype(np.int32))
+        position = after
+
+
+BPTT_MIN_LENGTH = 5
+"""The shortest window random BPTT draws (the reference's ``max(5, ...)``)."""
+BPTT_STDDEV = 5.0
+"""The standard deviation of random BPTT's normal draw, in tokens (the reference's)."""
+BPTT_FULL_PROBABILITY = 0.95
+"""Random BPTT's probability of a mean of ``seq_len`` (else ``seq_len / 2``)."""
+
+
+def bptt_length(seed: int, step: int, seq_len: int) -> int:
+    """Random BPTT's window length for optimizer step ``step`` of the run seeded ``seed``
+    (Merity, Keskar & Socher 2017, sec. 4.1; salesforce/awd-lstm-lm's main.py)::
+
+        mean = seq_len if u < 0.95 else seq_len / 2        # u uniform in [0, 1)
+        length = max(5, floor(normal(mean, 5)))
+
+    A pure function of its arguments (numpy's PCG64 seeded with ``(seed, step)``): a resumed run
+    draws what an uninterrupted one does.
+    """
+    rng = np.random.default_rng([_BPTT_STREAM, seed & (2**64 - 1), step])  # seed may be < 0
+    full = rng.random() < BPTT_FULL_PROBABILITY
+    mean = seq_len if full else seq_len / 2
+    return max(BPTT_MIN_LENGTH, int(np.floor(rng.normal(mean, BPTT_STDDEV))))
+
+
+_BPTT_STREAM = 0x42505454  # "BPTT": keeps these draws apart from other uses of (seed, step)
