@@ -1,6 +1,6 @@
 """What the framework modules (:mod:`lstmjax.nnx`, :mod:`lstmjax.linen`, :mod:`lstmjax.equinox`)
-share: flax ``nn.RNN``'s call over :func:`lstmjax.run_layer`, and the checks of a module's
-arguments. Plain functions: no framework is imported here.
+share: flax ``nn.RNN``'s call over :func:`lstmjax.run_layer`, whether a cell draws noise, and the
+checks of a module's arguments. Plain functions: no framework is imported here.
 """
 
 from __future__ import annotations
@@ -14,21 +14,28 @@ import jax.numpy as jnp
 from lstmjax.cells import RecurrentCell
 from lstmjax.engines import run_layer
 from lstmjax.layers import concatenate, flip_within_lengths
+from lstmjax.regularizers import Wrapper
 
 Array = jax.Array
 Merge = Callable[[Array, Array], Array]
 
 
+def draws_noise(cell: Any) -> bool:
+    """Whether ``cell``, or either cell of a ``(forward, backward)`` pair, is a regularizer
+    (:class:`lstmjax.regularizers.Wrapper`): its masks come from a key in training, and without
+    one it runs in its evaluation form. A module passes a key only for such a cell."""
+    return any(isinstance(c, Wrapper) for c in (cell if isinstance(cell, tuple) else (cell,)))
 
 
 def run_rnn(cell: Any, params: Any, carry: Any, xs: Array, *, engine: str, time_major: bool,
             seq_lengths: Array | None, resets: Array | None, reverse: bool, keep_order: bool,
-            return_carry: bool) -> Any:
+            return_carry: bool, key: Array | None) -> Any:
     """:func:`lstmjax.run_layer` with flax ``nn.RNN``'s keywords: with ``reverse`` and not
     ``keep_order`` the outputs come back in the order they were computed
-    (:func:`lstmjax.layers.flip_within_lengths`); ``ys``, or ``(carry, ys)`` if ``return_carry``."""
+    (:func:`lstmjax.layers.flip_within_lengths`); ``ys``, or ``(carry, ys)`` if ``return_carry``.
+    ``key``: a regularizer cell's randomness (None: evaluation)."""
     carry, ys = run_layer(cell, params, carry, xs, engine=engine, lengths=seq_lengths,
-                          reverse=reverse, resets=resets, time_major=time_major)
+                          reverse=reverse, resets=resets, time_major=time_major, key=key)
     if reverse and not keep_order:
         ys = flip_within_lengths(ys, seq_lengths, time_major=time_major)
     return (carry, ys) if return_carry else ys

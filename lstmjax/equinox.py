@@ -7,6 +7,12 @@ layout are static fields, so ``eqx.filter_jit`` and ``eqx.filter_grad`` see the 
 the module's arrays. The call is flax ``nn.RNN``'s (see :class:`lstmjax.linen.RNN`), batched
 (no ``jax.vmap`` needed, unlike Equinox's own cells), and runs :func:`lstmjax.run_layer`,
 :func:`lstmjax.run_bidirectional` or :func:`lstmjax.run_stack`.
+
+Regularizer cells (:mod:`lstmjax.regularizers`) switch as ``eqx.nn.Dropout`` does: in training
+(an RNN's ``inference`` field False, the default) the call takes ``key=``, the cell's
+randomness, and without one is an error; ``inference=True`` in the call, or the field set by
+``eqx.nn.inference_mode(model)``, runs the cell without a key (evaluation). A plain cell needs
+neither.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from lstmjax.adapters import (
     checked_cell,
     checked_features,
     checked_rate,
+    draws_noise,
     run_rnn,
     shared_option,
     stack_options,
@@ -34,6 +41,22 @@ from lstmjax.layers import concatenate, run_bidirectional, run_stack
 Array = jax.Array
 
 
+def _noise_key(owner: str, rnns: Sequence[RNN], key: Array | None, inference: bool | None
+               ) -> Array | None:
+    """``key`` for the cells of ``rnns`` (an RNN, or a Bidirectional's two) in training; None in
+    inference (the call's ``inference``, else the RNNs' field, which must agree) or for plain
+    cells; a ValueError for a regularizer cell in training without a key."""
+    if not any(draws_noise(rnn.cell) for rnn in rnns):
+        return None
+    if (shared_option(owner, rnns, "inference") if inference is None else inference):
+        return None
+    if key is None:
+        raise ValueError(f"{owner} over a regularizer cell draws its masks from key= in "
+                         "training; pass key=..., or inference=True (or "
+                         "eqx.nn.inference_mode(model)) to evaluate")
+    return key
+
+
 class RNN(eqx.Module):
     """One recurrent layer of ``cell`` over the time axis, flax ``nn.RNN``'s call with lstmjax cells.
 
@@ -42,12 +65,16 @@ class RNN(eqx.Module):
     and runs the whole sequence; a plain-tuple carry is in lstmjax's field order, an LSTM's
     ``(c, h)`` (Equinox's ``LSTMCell`` takes ``(h, c)``).
 
+    A regularizer cell (:mod:`lstmjax.regularizers`) takes ``key=`` in training; ``inference``
+    (the call's, else the field that ``eqx.nn.inference_mode`` sets) runs it without one.
+
     Args:
       cell: an lstmjax cell.
       in_features: I, the inputs' features.
       key: the key of ``cell.init``.
       engine: a key of :data:`lstmjax.ENGINES` or ``"auto"``.
       time_major: inputs ``[T, B, I]`` instead of ``[B, T, I]`` (and so outputs, resets).
+      inference: run a regularizer cell in evaluation form (no key); as ``eqx.nn.Dropout``'s.
     """
 
     params: dict[str, Array]
@@ -55,30 +82,40 @@ class RNN(eqx.Module):
     in_features: int = eqx.field(static=True)
     engine: str = eqx.field(static=True)
     time_major: bool = eqx.field(static=True)
+    inference: bool
 
     def __init__(self, cell: Any, in_features: int, *, key: Array, engine: str = "auto",
-                 time_major: bool = False):
+                 time_major: bool = False, inference: bool = False):
         require_positive_int("in_features", in_features)
         require_choice("engine", engine, ENGINE_NAMES)
         self.cell = checked_cell(cell)
         self.in_features, self.engine, self.time_major = in_features, engine, time_major
+        self.inference = inference
         self.params = cell.init(key, in_features)
 
     def cell_params(self) -> dict[str, Array]:
         return self.params
 
+    def noise_key(self, key: Array | None, inference: bool | None) -> Array | None:
+        """The cell's key for one call: ``key`` in training, None in inference or for a plain
+        cell."""
+        return _noise_key("RNN", (self,), key, inference)
+
     def __call__(self, xs: Array, initial_carry: Any = None, *, seq_lengths: Array | None = None,
                  resets: Array | None = None, reverse: bool = False, keep_order: bool = False,
-                 return_carry: bool = False) -> Any:
+                 return_carry: bool = False, key: Array | None = None,
+                 inference: bool | None = None) -> Any:
         """Run the layer over ``xs: float[B, T, I]`` (``[T, B, I]`` if ``time_major``).
 
         Arguments and returns as :meth:`lstmjax.linen.RNN.__call__`: ``ys: [B, T, P]``, or
-        ``(final_carry, ys)`` with ``return_carry``.
+        ``(final_carry, ys)`` with ``return_carry``. ``key``: a regularizer cell's randomness,
+        required in training; ``inference``: True runs the cell without (None: the field).
         """
         checked_features("RNN", self.in_features, xs)
         return run_rnn(self.cell, self.params, initial_carry, xs, engine=self.engine,
                        time_major=self.time_major, seq_lengths=seq_lengths, resets=resets,
-                       reverse=reverse, keep_order=keep_order, return_carry=return_carry)
+                       reverse=reverse, keep_order=keep_order, return_carry=return_carry,
+                       key=self.noise_key(key, inference))
 
 
 class Bidirectional(eqx.Module):
@@ -89,6 +126,10 @@ class Bidirectional(eqx.Module):
     ``backward``, ``merge``; engine and ``time_major`` from the two RNNs, which must agree, as
     must their ``in_features``; ``return_carry`` a call argument only; ``resets`` with document
     ends derived for the backward layer; zeros at padded steps).
+
+    Regularizer cells: in training ``key=`` is split between the directions
+    (:func:`lstmjax.run_bidirectional`); ``inference`` as :class:`RNN`'s, the two RNNs' fields
+    agreeing.
 
     Args:
       forward, backward: :class:`RNN` modules.
@@ -117,13 +158,21 @@ class Bidirectional(eqx.Module):
     def cell_params(self) -> tuple[dict[str, Array], dict[str, Array]]:
         return self.forward.params, self.backward.params
 
+    def noise_key(self, key: Array | None, inference: bool | None) -> Array | None:
+        """The cells' key for one call: ``key`` in training, None in inference or for plain
+        cells."""
+        return _noise_key("Bidirectional", (self.forward, self.backward), key, inference)
+
     def __call__(self, xs: Array, initial_carry: Any = None, *, seq_lengths: Array | None = None,
-                 resets: Array | None = None, return_carry: bool = False) -> Any:
-        """Arguments and returns as :meth:`lstmjax.linen.Bidirectional.__call__`."""
+                 resets: Array | None = None, return_carry: bool = False,
+                 key: Array | None = None, inference: bool | None = None) -> Any:
+        """Arguments and returns as :meth:`lstmjax.linen.Bidirectional.__call__`; ``key`` and
+        ``inference`` as :meth:`RNN.__call__`."""
         checked_features("Bidirectional", self.in_features, xs)
         carry, ys = run_bidirectional(self.cell, self.cell_params(), initial_carry, xs,
                                       engine=self.engine, lengths=seq_lengths, resets=resets,
-                                      merge=self.merge, time_major=self.time_major)
+                                      merge=self.merge, time_major=self.time_major,
+                                      key=self.noise_key(key, inference))
         return (carry, ys) if return_carry else ys
 
 
@@ -132,7 +181,7 @@ class Stack(eqx.Module):
 
     torch ``nn.LSTM(num_layers=L, dropout=p)``'s dropout: on each layer's outputs but the last's,
     by ``eqx.nn.Dropout`` (a ``key`` per call; ``inference=True`` or ``eqx.nn.inference_mode``
-    turns it off). Through :func:`lstmjax.run_stack`: every layer must use one engine and one
+    turns it off, and the layers' regularizer cells with it). Through :func:`lstmjax.run_stack`: every layer must use one engine and one
     ``time_major``, the Bidirectional layers one merge, and each layer's ``in_features`` must be
     the previous layer's output features.
 
@@ -162,14 +211,21 @@ class Stack(eqx.Module):
           initial_carry: one carry per layer (a pair for a Bidirectional layer), or None (zeros).
           seq_lengths, resets: as for :meth:`RNN.__call__`, for every layer.
           return_carry: also return the tuple of final carries, one per layer.
-          key: the dropout key (one mask per layer boundary is drawn from it); required when
-            dropout is on.
-          inference: no dropout if True; None takes the Dropout's own ``inference`` field.
+          key: the dropout key (one mask per layer boundary is drawn from it), and with a
+            regularizer cell its randomness too (then split in two: the dropout's, and one key
+            per layer); required in training when dropout is on or a cell is a regularizer.
+          inference: no dropout and regularizer cells in evaluation form if True; None takes
+            the Dropout's and each layer's own ``inference`` field.
 
         Returns:
           The last layer's ``ys``, or ``(final_carries, ys)``.
         """
         checked_features("Stack", self.layers[0].in_features, xs)
+        cell_keys = [None] * len(self.layers)
+        if key is not None and any(draws_noise(layer.cell) for layer in self.layers):
+            key, cells_key = jax.random.split(key)
+            cell_keys = jax.random.split(cells_key, len(self.layers))
+        cell_keys = [layer.noise_key(k, inference) for layer, k in zip(self.layers, cell_keys)]
         between = None
         if self.dropout.p > 0:
             keys = [None] * len(self.layers) if key is None else jax.random.split(key,
@@ -181,7 +237,7 @@ class Stack(eqx.Module):
         carries, ys = run_stack([layer.cell for layer in self.layers],
                                 [layer.cell_params() for layer in self.layers], initial_carry,
                                 xs, lengths=seq_lengths, resets=resets, between=between,
-                                **stack_options(self.layers))
+                                keys=cell_keys, **stack_options(self.layers))
         return (carries, ys) if return_carry else ys
 
 

@@ -7,6 +7,11 @@ batch-major ``[B, T, I]`` inputs by default, flax's call keywords (``initial_car
 parameters, one ``"cell"`` entry per cell (``variables["params"]["cell"]`` in the cell's layout,
 :mod:`lstmjax.cells`), and call :func:`lstmjax.run_layer`, :func:`lstmjax.run_bidirectional` or
 :func:`lstmjax.run_stack`; the math is the cells'.
+
+Regularizer cells (:mod:`lstmjax.regularizers`) switch as ``nn.Dropout`` does, by the call's
+``deterministic``: False (training) draws the cell's key with ``self.make_rng("dropout")`` (so
+``apply(..., rngs={"dropout": key})``), True (evaluation) runs the cell without one, and None is
+an error for such a cell. A plain cell ignores ``deterministic`` and draws nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from lstmjax.adapters import (
     Merge,
     checked_cell,
     checked_rate,
+    draws_noise,
     out_features,
     run_rnn,
     shared_option,
@@ -32,6 +38,23 @@ from lstmjax.engines import ENGINE_NAMES
 from lstmjax.layers import concatenate, run_bidirectional, run_stack
 
 Array = jax.Array
+
+
+def _needs_deterministic(what: str) -> ValueError:
+    return ValueError(f"{what} needs deterministic=False (training, with a 'dropout' rng) or "
+                      "True (evaluation)")
+
+
+def _noise_key(module: nn.Module, owner: str, cell: Any, deterministic: bool | None
+               ) -> Array | None:
+    """The key of a regularizer cell's masks: ``module.make_rng("dropout")`` in training, None
+    in evaluation or for a plain cell (or a pair); a ValueError if ``deterministic`` is None
+    with a regularizer cell."""
+    if not draws_noise(cell):
+        return None
+    if deterministic is None:
+        raise _needs_deterministic(f"{owner} over a regularizer cell")
+    return None if deterministic else module.make_rng("dropout")
 
 
 class RNN(nn.Module):
@@ -64,6 +87,8 @@ class RNN(nn.Module):
       function of its parameters (no variables, no rngs in the loop) and ``"auto"`` picks unroll.
     * One batch axis and one feature axis: ``xs: [B, T, I]`` (flax takes several leading batch
       axes, and cells with several feature axes such as ``ConvLSTMCell``).
+    * ``deterministic`` switches a regularizer cell (:mod:`lstmjax.regularizers`) between
+      training (False, rng ``"dropout"``) and evaluation (True); flax's cells have none.
 
     Attributes:
       cell: an lstmjax cell.
@@ -87,7 +112,7 @@ class RNN(nn.Module):
 
     def __call__(self, xs: Array, initial_carry: Any = None, *, seq_lengths: Array | None = None,
                  resets: Array | None = None, reverse: bool = False, keep_order: bool = False,
-                 return_carry: bool = False) -> Any:
+                 return_carry: bool = False, deterministic: bool | None = None) -> Any:
         """Run the layer over ``xs: float[B, T, I]`` (``[T, B, I]`` if ``time_major``).
 
         Args:
@@ -99,6 +124,8 @@ class RNN(nn.Module):
           keep_order: with ``reverse``, return the outputs in input order; without, in the order
             they were computed (flax's default).
           return_carry: also return the final carry.
+          deterministic: for a regularizer cell (required): False draws its masks from the
+            ``"dropout"`` rng (training), True runs it without (evaluation). Ignored otherwise.
 
         Returns:
           ``ys: [B, T, P]`` (``[T, B, P]`` if ``time_major``), or ``(final_carry, ys)``.
@@ -106,7 +133,8 @@ class RNN(nn.Module):
         params = self.cell_params(jnp.shape(xs)[-1])
         return run_rnn(self.cell, params, initial_carry, xs, engine=self.engine,
                        time_major=self.time_major, seq_lengths=seq_lengths, resets=resets,
-                       reverse=reverse, keep_order=keep_order, return_carry=return_carry)
+                       reverse=reverse, keep_order=keep_order, return_carry=return_carry,
+                       key=_noise_key(self, "RNN", self.cell, deterministic))
 
 
 class Bidirectional(nn.Module):
@@ -150,13 +178,16 @@ class Bidirectional(nn.Module):
         return self.forward.cell_params(in_features), self.backward.cell_params(in_features)
 
     def __call__(self, xs: Array, initial_carry: Any = None, *, seq_lengths: Array | None = None,
-                 resets: Array | None = None, return_carry: bool = False) -> Any:
+                 resets: Array | None = None, return_carry: bool = False,
+                 deterministic: bool | None = None) -> Any:
         """Run both directions over ``xs: float[B, T, I]`` (``[T, B, I]`` if ``time_major``).
 
         Args:
           initial_carry: ``(forward, backward)`` carries, or None (zeros).
           seq_lengths, resets: as for :meth:`RNN.__call__`; ``resets`` mark document starts.
           return_carry: also return the ``(forward, backward)`` final carries.
+          deterministic: as for :meth:`RNN.__call__`, required if either cell is a regularizer;
+            in training one key, split between the directions.
 
         Returns:
           ``ys``, the merge of both directions' ``[B, T, P]``, or ``(final_carries, ys)``.
@@ -164,7 +195,9 @@ class Bidirectional(nn.Module):
         params = self.cell_params(jnp.shape(xs)[-1])
         carry, ys = run_bidirectional(self.cell, params, initial_carry, xs, engine=self.engine,
                                       lengths=seq_lengths, resets=resets, merge=self.merge,
-                                      time_major=self.time_major)
+                                      time_major=self.time_major,
+                                      key=_noise_key(self, "Bidirectional", self.cell,
+                                                     deterministic))
         return (carry, ys) if return_carry else ys
 
 
@@ -194,8 +227,9 @@ class Stack(nn.Module):
           initial_carry: one carry per layer (a pair for a Bidirectional layer), or None (zeros).
           seq_lengths, resets: as for :meth:`RNN.__call__`, for every layer.
           return_carry: also return the tuple of final carries, one per layer.
-          deterministic: no dropout (evaluation); False draws masks from the ``"dropout"`` rng.
-            Required when ``dropout > 0``.
+          deterministic: no dropout and regularizer cells in evaluation form; False draws the
+            masks from the ``"dropout"`` rng, a regularizer cell's key just before its layer
+            runs. Required when ``dropout > 0`` or a layer's cell is a regularizer.
 
         Returns:
           The last layer's ``ys``, or ``(final_carries, ys)``.
@@ -205,8 +239,7 @@ class Stack(nn.Module):
         between = None
         if self.dropout > 0:
             if deterministic is None:
-                raise ValueError(f"Stack(dropout={self.dropout}) needs deterministic=False "
-                                 "(training, with a 'dropout' rng) or True (evaluation)")
+                raise _needs_deterministic(f"Stack(dropout={self.dropout})")
             drop = nn.Dropout(self.dropout, deterministic=deterministic)
 
             def between(layer: int, ys: Array) -> Array:
@@ -217,7 +250,10 @@ class Stack(nn.Module):
             params.append(layer.cell_params(in_features))
             in_features = out_features(layer.cell, options["merge"])
         carries, ys = run_stack([layer.cell for layer in self.layers], params, initial_carry, xs,
-                                lengths=seq_lengths, resets=resets, between=between, **options)
+                                lengths=seq_lengths, resets=resets, between=between,
+                                keys=lambda layer: _noise_key(self, "Stack", self.layers[layer].cell,
+                                                              deterministic),
+                                **options)
         return (carries, ys) if return_carry else ys
 
 

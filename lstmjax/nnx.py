@@ -6,6 +6,11 @@
 ``nnx.state``, ``nnx.split``/``merge``, ``nnx.jit`` and ``nnx.Optimizer`` see them; the call is
 flax ``nn.RNN``'s (see :class:`lstmjax.linen.RNN`) and runs :func:`lstmjax.run_layer`,
 :func:`lstmjax.run_bidirectional` or :func:`lstmjax.run_stack`.
+
+Regularizer cells (:mod:`lstmjax.regularizers`) switch as ``nnx.Dropout`` does: an RNN over one
+keeps a ``"dropout"`` stream and a ``deterministic`` attribute (False: training), which
+``model.train()``, ``model.eval()`` and ``nnx.view(model, deterministic=...)`` set; in training
+each call draws the cell's key from the stream, in evaluation the cell runs without one.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from lstmjax.adapters import (
     checked_cell,
     checked_features,
     checked_rate,
+    draws_noise,
     run_rnn,
     shared_option,
     stack_options,
@@ -39,13 +45,19 @@ class RNN(nnx.Module):
     Parameters: ``self.params = {name: nnx.Param}`` from ``cell.init(rngs.params(),
     in_features)``.
 
+    A regularizer cell (:mod:`lstmjax.regularizers`) draws its masks in training: the layer keeps
+    ``self.rngs = rngs["dropout"].fork()`` (the ``default`` stream if there is no ``dropout``
+    one, as ``nnx.Dropout``) and draws a key from it at each call while ``self.deterministic``
+    is False (the default; ``model.train()``/``model.eval()`` switch it). A plain cell draws
+    nothing.
+
     Differences with ``flax.linen.RNN`` and ``flax.nnx.RNN`` (whose call this follows): those
     listed on :class:`lstmjax.linen.RNN`.
 
     Args:
       cell: an lstmjax cell.
       in_features: I, the inputs' features.
-      rngs: ``nnx.Rngs`` with a ``params`` stream.
+      rngs: ``nnx.Rngs`` with a ``params`` stream, and a ``dropout`` one for a regularizer cell.
       engine: a key of :data:`lstmjax.ENGINES` or ``"auto"``.
       time_major: inputs ``[T, B, I]`` instead of ``[B, T, I]`` (and so outputs, resets).
     """
@@ -58,6 +70,24 @@ class RNN(nnx.Module):
         self.in_features, self.engine, self.time_major = in_features, engine, time_major
         self.params = nnx.data({name: nnx.Param(value) for name, value
                                 in cell.init(rngs.params(), in_features).items()})
+        self.deterministic = False
+        self.rngs = nnx.data(None)
+        if draws_noise(cell):
+            try:
+                self.rngs = rngs["dropout"].fork()
+            except KeyError:
+                raise ValueError(f"RNN({cell!r}) draws its masks from a 'dropout' stream: pass "
+                                 "rngs=nnx.Rngs(params=..., dropout=...)") from None
+
+    def set_view(self, deterministic: bool | None = None) -> None:
+        """For ``nnx.view``: ``deterministic=True`` runs a regularizer cell in evaluation form."""
+        if deterministic is not None:
+            self.deterministic = deterministic
+
+    def noise_key(self) -> Array | None:
+        """The cell's key for one call: drawn from ``self.rngs`` in training, None in evaluation
+        or for a plain cell."""
+        return None if self.rngs is None or self.deterministic else self.rngs()
 
     def cell_params(self) -> dict[str, Array]:
         """The cell's parameters as arrays."""
@@ -74,7 +104,8 @@ class RNN(nnx.Module):
         checked_features("RNN", self.in_features, xs)
         return run_rnn(self.cell, self.cell_params(), initial_carry, xs, engine=self.engine,
                        time_major=self.time_major, seq_lengths=seq_lengths, resets=resets,
-                       reverse=reverse, keep_order=keep_order, return_carry=return_carry)
+                       reverse=reverse, keep_order=keep_order, return_carry=return_carry,
+                       key=self.noise_key())
 
 
 class Bidirectional(nnx.Module):
@@ -85,6 +116,11 @@ class Bidirectional(nnx.Module):
     ``backward``, ``merge``; engine and ``time_major`` from the two RNNs, which must agree, as
     must their ``in_features``; ``return_carry`` a call argument only; ``resets`` with document
     ends derived for the backward layer; zeros at padded steps).
+
+    Regularizer cells: in training one key per call, drawn from the stream of the first
+    direction over a regularizer cell (forward, else backward) and split between the two by
+    :func:`lstmjax.run_bidirectional`; the directions' ``deterministic`` (``model.train()``,
+    ``model.eval()``) must agree.
 
     Args:
       forward, backward: :class:`RNN` modules.
@@ -109,13 +145,21 @@ class Bidirectional(nnx.Module):
         """The ``(forward, backward)`` cells' parameters as arrays."""
         return self.forward.cell_params(), self.backward.cell_params()
 
+    def noise_key(self) -> Array | None:
+        """The cells' key for one call (see the class): None in evaluation or for plain cells."""
+        noisy = [layer for layer in (self.forward, self.backward) if draws_noise(layer.cell)]
+        if not noisy or shared_option("Bidirectional", noisy, "deterministic"):
+            return None
+        return noisy[0].noise_key()
+
     def __call__(self, xs: Array, initial_carry: Any = None, *, seq_lengths: Array | None = None,
                  resets: Array | None = None, return_carry: bool = False) -> Any:
         """Arguments and returns as :meth:`lstmjax.linen.Bidirectional.__call__`."""
         checked_features("Bidirectional", self.in_features, xs)
         carry, ys = run_bidirectional(self.cell, self.cell_params(), initial_carry, xs,
                                       engine=self.engine, lengths=seq_lengths, resets=resets,
-                                      merge=self.merge, time_major=self.time_major)
+                                      merge=self.merge, time_major=self.time_major,
+                                      key=self.noise_key())
         return (carry, ys) if return_carry else ys
 
 
@@ -123,7 +167,9 @@ class Stack(nnx.Module):
     """Layers (:class:`RNN` and :class:`Bidirectional`) one after the other, with dropout between.
 
     torch ``nn.LSTM(num_layers=L, dropout=p)``'s dropout: on each layer's outputs but the last's,
-    by ``nnx.Dropout`` (``model.train()`` and ``model.eval()`` switch it). Through
+    by ``nnx.Dropout`` (``model.train()`` and ``model.eval()`` switch it, and the layers'
+    regularizer cells, each layer drawing its key from its own stream just before it runs,
+    :meth:`RNN.noise_key`). Through
     :func:`lstmjax.run_stack`: every layer must use one engine and one ``time_major``, the
     Bidirectional layers one merge, and each layer's ``in_features`` must be the previous layer's
     output features.
@@ -164,6 +210,7 @@ class Stack(nnx.Module):
         carries, ys = run_stack([layer.cell for layer in self.layers],
                                 [layer.cell_params() for layer in self.layers], initial_carry,
                                 xs, lengths=seq_lengths, resets=resets, between=between,
+                                keys=lambda layer: self.layers[layer].noise_key(),
                                 **stack_options(self.layers))
         return (carries, ys) if return_carry else ys
 

@@ -25,6 +25,7 @@ from helpers import assert_trees_close, randomize
 import lstmjax
 from lstmjax.convert import lstm_from_flax
 from lstmjax.layers import flip_within_lengths
+from lstmjax.regularizers import RecurrentDropout, WeightDrop, Zoneout
 
 B, T, IN = 3, 5, 4  # batch, steps, input features (I)
 
@@ -355,6 +356,115 @@ def test_stack_dropout_between_layers_only(name, rng):
     np.testing.assert_array_equal(train, evaluate)
 
 
+# --- regularizer cells: a key in training, none in evaluation --------------------------------
+
+
+def regularized_cell():
+    return Zoneout(RecurrentDropout(WeightDrop(lstmjax.LSTM(4), 0.3), 0.3), 0.2, 0.1)
+
+
+def forked_dropout_keys(seed, count):
+    """The keys an NNX module built with ``nnx.Rngs(dropout=seed)`` draws from its fork of the
+    ``"dropout"`` stream, as ``nnx.Dropout`` keeps it."""
+    stream = nnx.Rngs(dropout=seed).dropout.fork()
+    return [stream() for _ in range(count)]
+
+
+@pytest.mark.parametrize("name", ["nnx", "linen", "equinox"])
+def test_rnn_over_a_regularizer_cell_draws_a_key_in_training_only(name, rng):
+    """Training equals run_layer with the key the framework draws (NNX: the module's fork of the
+    "dropout" stream, a new key per call; Linen: make_rng("dropout"); Equinox: the call's key);
+    evaluation equals run_layer without a key."""
+    cell = regularized_cell()
+    xs = jnp.asarray(rng.normal(size=(B, T, IN)), jnp.float32)
+    carry = randomize(cell.zero_carry(B), rng)
+    if name == "nnx":
+        module = lstmjax.nnx.RNN(cell, IN, rngs=nnx.Rngs(params=0, dropout=1))
+        params, keys = module.cell_params(), forked_dropout_keys(1, 2)
+        trains = [module(xs, carry)]
+        module.eval()
+        evaluate = module(xs, carry)
+        module.train()
+        trains.append(module(xs, carry))
+    elif name == "linen":
+        module = lstmjax.linen.RNN(cell)
+        variables = module.init(jax.random.key(0), xs, deterministic=True)
+        params, rngs = variables["params"]["cell"], {"dropout": jax.random.key(1)}
+        keys = [module.apply(variables, rngs=rngs, method=lambda m: m.make_rng("dropout"))]
+        trains = [module.apply(variables, xs, carry, deterministic=False, rngs=rngs)]
+        evaluate = module.apply(variables, xs, carry, deterministic=True)
+    else:
+        eqx = pytest.importorskip("equinox")
+        module = make_rnn(name, cell, IN, 0)
+        params, keys = module.params, [jax.random.key(1)]
+        trains = [module(xs, carry, key=keys[0])]
+        evaluate = eqx.nn.inference_mode(module)(xs, carry)
+        assert_trees_close(module(xs, carry, inference=True), evaluate, err_msg="inference=True")
+
+    def reference(key):
+        return lstmjax.run_layer(cell, params, carry, xs, key=key, time_major=False)[1]
+
+    for index, (train, key) in enumerate(zip(trains, keys, strict=True)):
+        assert_trees_close(train, reference(key), err_msg=f"training call {index}")
+    assert_trees_close(evaluate, reference(None), err_msg="evaluation")
+    assert not np.allclose(trains[0], evaluate)
+
+
+def test_nnx_stack_passes_each_layer_its_key(rng):
+    """In training each layer draws its key from its own stream (a Bidirectional from its
+    regularized direction's) and the between-layer dropout from the Stack's; in evaluation no
+    keys and no dropout."""
+    make = lstmjax.nnx.RNN
+    layers = [make(regularized_cell(), IN, rngs=nnx.Rngs(params=0, dropout=1)),
+              lstmjax.nnx.Bidirectional(
+                  make(lstmjax.LSTM(3), 4, rngs=nnx.Rngs(2)),
+                  make(RecurrentDropout(lstmjax.GRU(3), 0.5), 4, rngs=nnx.Rngs(params=3, dropout=4)))]
+    stack = lstmjax.nnx.Stack(layers, 0.5, rngs=nnx.Rngs(dropout=5))
+    xs = jnp.asarray(rng.normal(size=(B, T, IN)), jnp.float32)
+    cells, params = [layer.cell for layer in layers], [layer.cell_params() for layer in layers]
+    drop = nnx.Dropout(0.5, rngs=nnx.Rngs(dropout=5))
+    keys = [forked_dropout_keys(1, 1)[0], forked_dropout_keys(4, 1)[0]]
+    train = stack(xs)
+    expected = lstmjax.run_stack(cells, params, None, xs, keys=keys, time_major=False,
+                                 between=lambda layer, ys: drop(ys))[1]
+    assert_trees_close(train, expected, err_msg="training")
+    stack.eval()
+    evaluate = stack(xs)
+    assert_trees_close(evaluate, lstmjax.run_stack(cells, params, None, xs, time_major=False)[1],
+                       err_msg="evaluation")
+    assert not np.allclose(train, evaluate)
+
+
+
+@pytest.mark.parametrize("name", ["linen", "equinox"])
+def test_stack_over_regularizer_cells_keys(name, rng):
+    """Linen: each layer's key is the Stack's next make_rng("dropout"); Equinox: the call's key
+    split in two, the second half split into one key per layer. Evaluation: no keys."""
+    cells = [regularized_cell(), RecurrentDropout(lstmjax.GRU(3), 0.5)]
+    stack = make_stack(name, [make_rnn(name, cells[0], IN, 0), make_rnn(name, cells[1], 4, 1)], 0.0)
+    xs = jnp.asarray(rng.normal(size=(B, T, IN)), jnp.float32)
+    if name == "linen":
+        variables = stack.init(jax.random.key(0), xs, deterministic=True)
+        params = [variables["params"][f"layers_{i}"]["cell"] for i in range(2)]
+        rngs = {"dropout": jax.random.key(1)}
+        keys = stack.apply(variables, rngs=rngs, method=lambda m: [
+            m.make_rng("dropout") for _ in range(2)])
+        train = stack.apply(variables, xs, deterministic=False, rngs=rngs)
+        evaluate = stack.apply(variables, xs, deterministic=True)
+    else:
+        eqx = pytest.importorskip("equinox")
+        params = [layer.params for layer in stack.layers]
+        keys = list(jax.random.split(jax.random.split(jax.random.key(1))[1], 2))
+        train = stack(xs, key=jax.random.key(1))
+        evaluate = eqx.nn.inference_mode(stack)(xs)
+
+    def reference(keys):
+        return lstmjax.run_stack(cells, params, None, xs, keys=keys, time_major=False)[1]
+
+    assert_trees_close(train, reference(keys), err_msg="training")
+    assert_trees_close(evaluate, reference(None), err_msg="evaluation")
+    assert not np.allclose(train, evaluate)
+
 # --- framework idioms ----------------------------------------------------------------------
 
 
@@ -441,6 +551,12 @@ ERRORS = [
     _raises("linen", lambda: lstmjax.linen.Stack([lstmjax.linen.RNN(lstmjax.LSTM(3))], 0.5).init(
         jax.random.key(0), jnp.ones((B, T, IN))), "deterministic=False"),
     _raises("nnx", lambda: lstmjax.nnx.Stack([_nnx_rnn(lstmjax.LSTM(3))], 0.5), "rngs"),
+    _raises("linen", lambda: lstmjax.linen.RNN(regularized_cell()).init(
+        jax.random.key(0), jnp.ones((B, T, IN))), "over a regularizer cell needs"),
+    _raises("nnx", lambda: lstmjax.nnx.RNN(regularized_cell(), IN, rngs=nnx.Rngs(params=0)),
+            "'dropout' stream"),
+    _raises("equinox", lambda: _eqx_rnn(regularized_cell())(jnp.ones((B, T, IN))),
+            "key= in training"),
     _raises("nnx", lambda: make_stack("nnx", [_nnx_rnn(lstmjax.LSTM(3))], 1.0),
             "drop probability"),
 ]
