@@ -294,10 +294,11 @@ class TrainConfig:
         Optimizing LSTM Language Models", sec. 4.1, as salesforce/awd-lstm-lm's main.py): a
         mean of seq_len with probability 0.95, else seq_len / 2; the length
         max(5, floor(a normal draw of that mean and standard deviation 5)), cut to the tokens
-        left in the epoch; that step's learning rate scaled by length / seq_len. The draw is a
-        function of seed and step. An epoch (a pass over the data) then takes a varying number
-        of steps, about 3% more than the (tokens per stream - 1) // seq_len that num_epochs,
-        the epoch_decay schedule and the logged epoch count in. Each distinct length compiles
+        left in the epoch; that step's learning rate scaled by length / seq_len (so it needs
+        loss_scale "mean"). The draw is a function of seed and step. An epoch (a pass over
+        the data) then takes a varying number of steps, about 3% more than the (tokens per
+        stream - 1) // seq_len that num_epochs, the epoch_decay schedule and the logged epoch
+        count in. Each distinct length compiles
         the train step once: about 50 lengths in the first 1,000 steps at seq_len 64 or 70, some
         2 s each on a 2-core CPU (the default preset's first 200 steps: 111 s instead of 21 s).
       num_epochs: passes over the training split; the run ends at num_epochs or max_steps,
@@ -344,6 +345,10 @@ class TrainConfig:
                 require_positive_int(name, getattr(self, name))
         if self.num_epochs is None and self.max_steps is None:
             raise ValueError("set num_epochs or max_steps (or both): training needs an end")
+        if self.random_bptt and self.loss_scale != "mean":
+            raise ValueError("random_bptt scales each step's learning rate by length / seq_len, "
+                             "which loss_scale='sum_over_time' already does through its sum: use "
+                             "loss_scale='mean' with it (as Merity et al. 2017)")
         if self.sample_length < 0:
             raise ValueError(f"sample_length must be >= 0, got {self.sample_length!r}")
 

@@ -450,3 +450,9 @@ def test_train_step_scales_the_learning_rate_by_the_window_and_averages_the_iter
     assert int(state.step) == 3
     jax.tree.map(lambda a, p2, p3: np.testing.assert_allclose(a, (p2 + p3) / 2, rtol=1e-6, atol=1e-7),
                  state.average.params, *iterates)
+
+
+def test_random_bptt_needs_the_mean_loss():
+    with pytest.raises(ValueError, match=r"random_bptt scales each step's learning rate .* use "
+                                         r"loss_scale='mean' with it"):
+        _tiny(random_bptt=True, loss_scale="sum_over_time")
