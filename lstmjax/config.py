@@ -51,6 +51,16 @@ class ModelConfig:
       input_mode: "embedding" (a learned [V, E] table) or "one_hot" (V features, as the
         text8 tutorial feeds its 27 symbols).
       embed_size: E; None means hidden_size (as the PTB recipes). Only with "embedding".
+      embed_dropout: embedding dropout (Gal & Ghahramani 2016; Merity et al. 2017, AWD-LSTM's
+        embedded_dropout): in training, drop whole word types, each row of the [V, E] table
+        with this probability, one mask per training window shared by the whole batch (a
+        dropped token is zero at every position), the kept rows scaled by
+        1 / (1 - embed_dropout); before the input dropout. Only with input_mode "embedding".
+        0 disables it.
+      tie_weights: weight tying (Inan et al. 2017; Press & Wolf 2017): the head's kernel is
+        the embedding table transposed (the head keeps its bias), so there is no head kernel
+        parameter. Needs input_mode "embedding" and the last layer's output size (proj_size,
+        else the last of layer_sizes, else hidden_size) equal to the embedding size E.
       dropout: drop probability (TF's 1 - keep_prob) on the input features and on every
         layer's output, the last included (TF DropoutWrapper(output_keep_prob) as in the PTB
         recipes); never on the recurrent connection. Active only in training.
@@ -67,6 +77,13 @@ class ModelConfig:
         unit of an LSTM's c (zoneout_cell) or of h, or of a GRU's or RNN's state
         (zoneout_hidden), keeps its previous value with that probability, a new draw every
         step; in evaluation the expectation. 0 disables them.
+      ar: activation regularization (Merity et al. 2017, sec. 4.6): the training loss adds
+        ar * mean(y ** 2) over the last layer's outputs y after their dropout ([B, T, H_out],
+        every element). Training only; the logged loss and perplexity stay the cross-entropy.
+        0 disables it.
+      tar: temporal activation regularization (Merity et al. 2017, sec. 4.6): the training loss
+        adds tar * mean((h_t - h_{t-1}) ** 2) over the last layer's outputs h before dropout,
+        t = 2..T within the window. Training only, as ar. 0 disables it.
       forget_bias: the LSTMs' forget-gate bias (TF: 1.0; the PTB recipe: 0.0); other cells
         ignore it.
       use_peepholes: LSTM peephole connections (see lstmjax.cells.LSTM).
@@ -95,12 +112,16 @@ class ModelConfig:
     cell: CellType = "lstm"
     input_mode: InputMode = "embedding"
     embed_size: int | None = None
+    embed_dropout: float = 0.0
+    tie_weights: bool = False
     dropout: float = 0.0
     variational: bool = False
     recurrent_dropout: float = 0.0
     weight_drop: float = 0.0
     zoneout_cell: float = 0.0
     zoneout_hidden: float = 0.0
+    ar: float = 0.0
+    tar: float = 0.0
     forget_bias: float = 1.0
     use_peepholes: bool = False
     proj_size: int | None = None
@@ -133,8 +154,8 @@ class ModelConfig:
         require_choice("engine", self.engine, ENGINE_NAMES)
         require_choice("param_dtype", self.param_dtype, DTYPES)
         require_choice("dtype", self.dtype, DTYPES)
-        for name in ("dropout", "recurrent_dropout", "weight_drop", "zoneout_cell",
-                     "zoneout_hidden"):
+        for name in ("dropout", "embed_dropout", "recurrent_dropout", "weight_drop",
+                     "zoneout_cell", "zoneout_hidden"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(
@@ -145,6 +166,24 @@ class ModelConfig:
             raise ValueError(f"init_scale must be > 0 or None, got {self.init_scale!r}")
         if self.input_mode == "one_hot" and self.embed_size is not None:
             raise ValueError("embed_size applies to input_mode='embedding' only; leave it None")
+        if self.input_mode == "one_hot" and self.embed_dropout:
+            raise ValueError("embed_dropout drops rows of the embedding table: it needs "
+                             "input_mode='embedding'; use dropout for one-hot inputs")
+        if self.tie_weights:
+            if self.input_mode != "embedding":
+                raise ValueError("tie_weights shares the embedding table with the head: it needs "
+                                 "input_mode='embedding'")
+            output_size = self.proj_size or (self.layer_sizes or [self.hidden_size])[-1]
+            if output_size != self.input_size:
+                raise ValueError(
+                    f"tie_weights needs the last layer's output size ({output_size}: proj_size, "
+                    f"else layer_sizes[-1], else hidden_size) to equal the embedding size "
+                    f"({self.input_size}: embed_size, else hidden_size); set "
+                    f"embed_size={output_size}")
+        for name in ("ar", "tar"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} is a loss weight >= 0 (0 disables it), got "
+                                 f"{getattr(self, name)!r}")
         cell_fields = {field.name for field in dataclasses.fields(CELLS[self.cell])}
         defaults = {field.name: field.default for field in dataclasses.fields(ModelConfig)}
         for name in CELL_OPTIONS:

@@ -29,6 +29,11 @@ function                    what
 are exact: ``lm_from_tf(lm_to_tf(c, p))`` and ``lm_from_torch(lm_to_torch(c, p))`` give ``p`` bit
 for bit, and TF variables read and written back are the same names and bits. A torch state dict
 read and written back has the same sums ``bias_ih + bias_hh`` (lstmjax keeps one bias).
+
+Weight-tied models (``tie_weights``) export the embedding table as the softmax weight (TF's
+``softmax_w`` is its transpose; torch's ``decoder.weight`` is the table itself, as a tied
+``nn.Module``'s state dict holds it twice). An import whose softmax weight equals the embedding
+table bit for bit gives a tied model, so tied round trips are exact too.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ TORCH_LM_NAMES = ("encoder", "rnn", "decoder")
 
 # ModelConfig fields that the weights determine; the rest (dropout, engine, ...) is the user's.
 MODEL_FIELDS = ("vocab_size", "hidden_size", "num_layers", "cell", "input_mode", "embed_size",
-                *CELL_OPTIONS)
+                "tie_weights", *CELL_OPTIONS)
 
 
 def lm_from_tf(variables: Mapping[str, Any], *, forget_bias: float | None = None,
@@ -98,7 +103,7 @@ def lm_to_tf(config: ModelConfig, params: Mapping[str, Any], *, names: str = "pt
     return {
         embedding: np.asarray(params["embedding"]["embedding"]),
         **convert.layers_to_tf(_layers(config, params), prefix=prefix),
-        kernel: np.asarray(params["head"]["kernel"]),
+        kernel: _head_kernel(config, params),
         bias: np.asarray(params["head"]["bias"]),
     }
 
@@ -148,9 +153,16 @@ def lm_to_torch(config: ModelConfig, params: Mapping[str, Any]) -> dict[str, np.
     return {
         f"{encoder}.weight": np.asarray(params["embedding"]["embedding"]),
         **convert.layers_to_torch(_layers(config, params), prefix=f"{rnn}."),
-        f"{decoder}.weight": np.asarray(params["head"]["kernel"]).T,
+        f"{decoder}.weight": _head_kernel(config, params).T,
         f"{decoder}.bias": np.asarray(params["head"]["bias"]),
     }
+
+
+def _head_kernel(config: ModelConfig, params: Mapping[str, Any]) -> np.ndarray:
+    """The softmax kernel ``[H_out, V]``: the head's, or the embedding table transposed if tied."""
+    if config.tie_weights:
+        return np.asarray(params["embedding"]["embedding"]).T
+    return np.asarray(params["head"]["kernel"])
 
 
 def _layers(config: ModelConfig, params: Mapping[str, Any]) -> list[convert.Layer]:
@@ -160,21 +172,23 @@ def _layers(config: ModelConfig, params: Mapping[str, Any]) -> list[convert.Laye
 
 def _lm(layers, *, embedding, kernel, bias) -> tuple[ModelConfig, dict[str, Any]]:
     """The config and params of embedding -> stack ``[(cell, params)]`` -> head, checked
-    against each other."""
+    against each other; tied (no head kernel) if ``kernel`` is ``embedding`` transposed."""
     cells = [cell for cell, _ in layers]
     cell = cells[0]
     kind = next(name for name, cls in CELLS.items() if type(cell) is cls)
     options = {name: getattr(cell, name) for name in CELL_OPTIONS if hasattr(cell, name)}
     vocab_size, embed_size = np.shape(embedding)
+    tied = np.array_equal(np.asarray(kernel).T, np.asarray(embedding))
     config = ModelConfig(
         vocab_size=vocab_size, hidden_size=cell.hidden_size, num_layers=len(cells), cell=kind,
-        embed_size=None if embed_size == cell.hidden_size else embed_size, **options)
+        embed_size=None if embed_size == cell.hidden_size else embed_size, tie_weights=tied,
+        **options)
     if any(other != cell for other in cells):
         raise ValueError(f"the layers' cells differ ({cells}); RNNLanguageModel stacks one cell "
                          "type with one set of options")
     params = {"embedding": {"embedding": embedding},
               **{f"layer_{k}": layer for k, (_, layer) in enumerate(layers)},
-              "head": {"kernel": kernel, "bias": bias}}
+              "head": {"bias": bias} if tied else {"kernel": kernel, "bias": bias}}
     return config, check_params(config, params)
 
 

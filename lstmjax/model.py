@@ -1,16 +1,22 @@
 """The stacked recurrent language model: tokens in, logits and final carries out.
 
-``tokens: int[B, T]`` -> input features (embedding or one-hot) -> dropout -> L recurrent layers, each
-run over the whole window (:func:`lstmjax.run_stack`, on :func:`lstmjax.run_layer`) and followed by
-dropout -> dense head ->
-``logits: float[B, T, V]``. The model takes the initial carries and returns the final ones, so
-truncated backpropagation through time can carry the state from one window to the next.
+``tokens: int[B, T]`` -> input features (embedding, with embedding dropout, or one-hot) -> dropout
+-> L recurrent layers, each run over the whole window (:func:`lstmjax.run_stack`, on
+:func:`lstmjax.run_layer`) and followed by dropout -> dense head (its kernel the embedding table
+transposed with ``tie_weights``) -> ``logits: float[B, T, V]``. The model takes the initial carries
+and returns the final ones, so truncated backpropagation through time can carry the state from one
+window to the next.
+
+The last layer's outputs are sown in the ``"intermediates"`` collection, time-major: ``outputs``
+``[T, B, H_out]`` before their dropout and ``dropped_outputs`` after it (each a 1-tuple; they are
+kept only when ``apply`` is given ``mutable=["intermediates"]``). The training loss reads them for
+AR and TAR (:mod:`lstmjax.steps`).
 
 Parameter tree (``variables["params"]``)::
 
     embedding/embedding   [V, E]          (input_mode="embedding" only)
     layer_0 .. layer_{L-1}                one dict per layer, the cell's layout (lstmjax.cells)
-    head/kernel           [H_out, V]      H_out = proj_size or hidden_size
+    head/kernel           [H_out, V]      H_out = proj_size or hidden_size; absent with tie_weights
     head/bias             [V]
 """
 
@@ -112,14 +118,19 @@ class RNNLanguageModel(nn.Module):
         dtype = jnp.dtype(config.dtype)
         init = _matrix_init(config.init_scale)
         if config.input_mode == "embedding":
-            x = nn.Embed(
+            embed = nn.Embed(
                 config.vocab_size,
                 config.input_size,
                 embedding_init=init,
                 param_dtype=jnp.dtype(config.param_dtype),
                 dtype=dtype,
                 name="embedding",
-            )(tokens.T)
+            )
+            x = embed(tokens.T)
+            if train and config.embed_dropout:  # drawn before any other dropout key
+                rows = drop_rows(self.make_rng("dropout"), config.embed_dropout,
+                                 config.vocab_size, dtype)
+                x = x * rows[tokens.T]  # == the lookup in the row-masked table
         else:
             x = jax.nn.one_hot(tokens.T, config.vocab_size, dtype=dtype)
         # Time-major from the start: transposing the int tokens, not their features, is cheaper.
@@ -136,17 +147,19 @@ class RNNLanguageModel(nn.Module):
             keys=(lambda layer: self.make_rng("dropout")) if noisy else None,
             remat_chunk=config.remat_chunk if train else None,
         )  # x: [T, B, H_out]; each layer's key drawn just before it runs
+        self.sow("intermediates", "outputs", x)
         x = self._dropout(x, train)
+        self.sow("intermediates", "dropped_outputs", x)
 
-        logits = nn.Dense(
-            config.vocab_size,
-            kernel_init=init,
-            bias_init=nn.initializers.zeros if config.init_scale is None else init,
-            param_dtype=jnp.dtype(config.param_dtype),
-            dtype=dtype,
-            name="head",
-        )(jnp.swapaxes(x, 0, 1))  # [B, T, V]: the H-wide features transposed, not the V-wide logits
-        return logits, final_carry
+        x = jnp.swapaxes(x, 0, 1)  # [B, T, H_out]: the H-wide features, not the V-wide logits
+        bias_init = nn.initializers.zeros if config.init_scale is None else init
+        param_dtype = jnp.dtype(config.param_dtype)
+        if config.tie_weights:
+            logits = TiedHead(bias_init, param_dtype, dtype, name="head")(x, embed.embedding)
+        else:
+            logits = nn.Dense(config.vocab_size, kernel_init=init, bias_init=bias_init,
+                              param_dtype=param_dtype, dtype=dtype, name="head")(x)
+        return logits, final_carry  # logits: [B, T, V]
 
     def _dropout(self, x: Array, train: bool) -> Array:
         """Dropout on time-major ``x: [T, B, F]``, one mask per sequence if ``variational``."""
@@ -154,6 +167,39 @@ class RNNLanguageModel(nn.Module):
         return nn.Dropout(self.config.dropout, broadcast_dims=broadcast_dims)(
             x, deterministic=not train
         )
+
+
+class TiedHead(nn.Module):
+    """The head of a weight-tied model (Inan et al. 2017; Press & Wolf 2017): the embedding table
+    transposed as its kernel, and a bias of its own.
+
+    Args (of ``__call__``):
+      x: ``float[B, T, E]`` features.
+      embedding: ``float[V, E]``, the embedding table.
+
+    Returns:
+      ``logits = x @ embedding.T + bias``: ``float[B, T, V]``, in ``dtype``.
+    """
+
+    bias_init: Any
+    param_dtype: Any
+    dtype: Any
+
+    @nn.compact
+    def __call__(self, x: Array, embedding: Array) -> Array:
+        bias = self.param("bias", self.bias_init, (embedding.shape[0],), self.param_dtype)
+        x, embedding, bias = nn.dtypes.promote_dtype(x, embedding, bias, dtype=self.dtype)
+        return jnp.dot(x, embedding.T) + bias[None, None]
+
+
+def drop_rows(key: Array, rate: float, num_rows: int, dtype: Any) -> Array:
+    """Embedding dropout's mask (Merity et al. 2017, AWD-LSTM's ``embedded_dropout``):
+    ``float[num_rows, 1]``, each row 0 with probability ``rate``, else ``1 / (1 - rate)``.
+
+    Multiplying the ``[V, E]`` table by it drops whole word types; indexing it with the tokens
+    gives the same features from the unmasked lookup (``table[tokens] * mask[tokens]``)."""
+    keep = jax.random.bernoulli(key, 1.0 - rate, (num_rows, 1))
+    return keep.astype(dtype) / jnp.asarray(1.0 - rate, dtype)
 
 
 def _matrix_init(init_scale: float | None):

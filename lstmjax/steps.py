@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from lstmjax import metrics as metrics_lib
+from lstmjax.config import ModelConfig
 from lstmjax.model import RNNLanguageModel, zero_carry
 from lstmjax.optim import IterateAverage, init_average, update_average
 from lstmjax.parallel import Placement
@@ -48,15 +49,39 @@ def token_losses(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
 
 
+def activation_penalties(config: ModelConfig, intermediates: Any) -> dict[str, jax.Array]:
+    """The weighted AR and TAR terms (Merity et al. 2017, sec. 4.6, as salesforce/awd-lstm-lm's
+    main.py) that ``config`` turns on, as float32 scalars: ``{"ar": ar * mean(d ** 2), "tar":
+    tar * mean((h[1:] - h[:-1]) ** 2)}``, means over every element.
+
+    ``intermediates`` is :class:`~lstmjax.model.RNNLanguageModel`'s ``"intermediates"``
+    collection: ``d`` its ``dropped_outputs`` and ``h`` its ``outputs``, the last layer's outputs
+    after and before their dropout, time-major ``[T, B, H_out]``. TAR of a one-step window is 0.
+    """
+    penalties = {}
+    if config.ar:
+        (dropped,) = intermediates["dropped_outputs"]
+        penalties["ar"] = config.ar * jnp.mean(jnp.square(dropped.astype(jnp.float32)))
+    if config.tar:
+        (outputs,) = intermediates["outputs"]
+        change = jnp.diff(outputs.astype(jnp.float32), axis=0)  # h[1:] - h[:-1]: [T - 1, B, H_out]
+        tar = jnp.mean(jnp.square(change)) if change.shape[0] else jnp.zeros((), jnp.float32)
+        penalties["tar"] = config.tar * tar
+    return penalties
+
+
 def make_train_step(model: RNNLanguageModel, optimizer: optax.GradientTransformation,
                     schedule: optax.Schedule, loss_scale: str, placement: Placement | None = None,
                     *, lr_seq_len: int | None = None):
     """The jitted ``train_step(state, carry, inputs, targets) -> (state, carry, metrics)``.
 
-    ``inputs`` and ``targets`` are ``int32[B, T]``. ``metrics`` holds the per-token ``loss``, the
-    global gradient norm before clipping and the learning rate of this step. The objective is the
-    per-token mean (``loss_scale="mean"``) or the sum over time averaged over the batch
-    (``"sum_over_time"``, the PTB recipes').
+    ``inputs`` and ``targets`` are ``int32[B, T]``. ``metrics`` holds the per-token ``loss`` (the
+    cross-entropy alone, comparable with validation's), the global gradient norm before clipping,
+    the learning rate of this step, and the weighted ``ar`` and ``tar`` terms when the model has
+    them on. The objective is the per-token cross-entropy plus those terms
+    (:func:`activation_penalties`), as is (``loss_scale="mean"``) or times T
+    (``"sum_over_time"``: the cross-entropy summed over time and averaged over the batch, the PTB
+    recipes').
 
     With ``lr_seq_len`` (random BPTT, Merity et al. 2017 sec. 4.1), a window of T tokens steps
     with the learning rate scaled by ``T / lr_seq_len`` (the update scaled, which is the same for
@@ -69,16 +94,18 @@ def make_train_step(model: RNNLanguageModel, optimizer: optax.GradientTransforma
     """
 
     def objective(params, carry, inputs, targets, dropout_key):
-        logits, carry = model.apply({"params": params}, inputs, carry, train=True,
-                                    rngs={"dropout": dropout_key})
+        (logits, carry), variables = model.apply(
+            {"params": params}, inputs, carry, train=True, rngs={"dropout": dropout_key},
+            mutable=["intermediates"])
         per_token = jnp.mean(token_losses(logits, targets))
+        penalties = activation_penalties(model.config, variables["intermediates"])
         scale = inputs.shape[1] if loss_scale == "sum_over_time" else 1
-        return per_token * scale, (per_token, carry)
+        return sum(penalties.values(), per_token) * scale, (per_token, penalties, carry)
 
     def train_step(state: TrainState, carry, inputs, targets):
         carry = jax.lax.stop_gradient(carry)
         dropout_key = jax.random.fold_in(state.rng, state.step)
-        grads, (loss, carry) = jax.grad(objective, has_aux=True)(
+        grads, (loss, penalties, carry) = jax.grad(objective, has_aux=True)(
             state.params, carry, inputs, targets, dropout_key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         lr_scale = 1.0 if lr_seq_len is None else inputs.shape[1] / lr_seq_len  # static
@@ -90,7 +117,8 @@ def make_train_step(model: RNNLanguageModel, optimizer: optax.GradientTransforma
         if average is not None:
             average = update_average(average, params, step)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
-                   "learning_rate": jnp.asarray(schedule(state.step) * lr_scale, jnp.float32)}
+                   "learning_rate": jnp.asarray(schedule(state.step) * lr_scale, jnp.float32),
+                   **penalties}
         new_state = state.replace(params=params, opt_state=opt_state, step=step, average=average)
         return new_state, carry, metrics
 

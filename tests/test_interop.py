@@ -1,6 +1,7 @@
 """Whole language models in and out, through the CLI: a TF1 PTB-style model checked against a
 NumPy forward pass, a torch model against torch itself, both through ``lstmjax eval``; exports
-that read back exactly (TF: the same names and bits; torch: the same outputs in torch)."""
+that read back exactly (TF: the same names and bits; torch: the same outputs in torch); weight-tied
+models both ways."""
 
 import importlib.util
 import json
@@ -13,7 +14,7 @@ from helpers import assert_trees_close
 from lstmjax import interop
 from lstmjax.cli import main
 from lstmjax.data import Vocab, load_corpus
-from lstmjax.model import zero_carry
+from lstmjax.model import RNNLanguageModel, zero_carry
 from lstmjax.trained import load_run
 
 EVAL_STREAMS = 64  # lstmjax eval --batch-size: few steps per stream for the references
@@ -187,3 +188,43 @@ def test_tf_r2rt_names_and_errors(rng, tmp_path):
         (tmp_path / "model.ckpt-1.index").write_bytes(b"")
         with pytest.raises(ValueError, match=r"needs TensorFlow \(pip install 'lstmjax\[tf\]'\)"):
             interop.load_variables(tmp_path / "model.ckpt-1")
+
+
+def test_tied_models_export_the_embedding_as_the_softmax_and_import_tied(rng):
+    """A softmax weight equal to the embedding table imports as tie_weights (no head kernel),
+    computes the reference's logits, and exports back to the same names and bits (TF) or a
+    state dict that a tied torch module loads and runs the same (torch)."""
+    variables = _ptb_tf_variables(rng, 7, layers=1)
+    variables["Model/softmax_w:0"] = variables["Model/embedding:0"].T.copy()
+    config, params = interop.lm_from_tf(variables, forget_bias=0.0)
+    assert config.tie_weights and set(params["head"]) == {"bias"}
+    tokens = rng.integers(0, 7, (2, 5))
+    logits, _ = RNNLanguageModel(config).apply({"params": params}, jnp.asarray(tokens, jnp.int32),
+                                               zero_carry(config, 2))
+    np.testing.assert_allclose(logits, _numpy_ptb_logits(variables, tokens, forget_bias=0.0),
+                               rtol=1e-5, atol=1e-5)
+    exported = interop.lm_to_tf(config, params)
+    assert sorted(exported) == sorted(name.split(":")[0] for name in variables)
+    for name, value in variables.items():
+        np.testing.assert_array_equal(exported[name.split(":")[0]], value, err_msg=name)
+
+    torch = pytest.importorskip("torch")
+    module = _torch_lm(torch, "LSTM", 7, embed=4, hidden=4)
+    module.decoder.weight = module.encoder.weight
+    config, params = interop.lm_from_torch(module.state_dict())
+    assert config.tie_weights and set(params["head"]) == {"bias"}
+    with torch.no_grad():
+        expected = module(torch.from_numpy(tokens)).numpy()
+    logits, _ = RNNLanguageModel(config).apply({"params": params}, jnp.asarray(tokens, jnp.int32),
+                                               zero_carry(config, 2))
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    exported = interop.lm_to_torch(config, params)
+    assert sorted(exported) == sorted(module.state_dict())
+    again = _torch_lm(torch, "LSTM", 7, embed=4, hidden=4)
+    again.decoder.weight = again.encoder.weight
+    again.load_state_dict({name: torch.from_numpy(np.array(value))
+                           for name, value in exported.items()})
+    with torch.no_grad():
+        np.testing.assert_allclose(again(torch.from_numpy(tokens)).numpy(), expected, rtol=1e-6)
+    assert interop.lm_from_torch(exported)[0] == config
+    assert_trees_close(interop.lm_from_torch(exported)[1], params, rtol=0, atol=0)

@@ -1,5 +1,6 @@
 """The stacked language model: scan == static (== scan with unroll) on logits, final carries and
-gradients for every cell type; carried state; dropout semantics; input modes; config errors."""
+gradients for every cell type; carried state; dropout semantics; input modes; the AWD-LSTM
+options (embedding dropout, weight tying, AR and TAR in the training loss); config errors."""
 
 import dataclasses
 import functools
@@ -8,11 +9,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from helpers import assert_trees_close, randomize
 
 import lstmjax
-from lstmjax import LSTMState, ModelConfig, RNNLanguageModel, zero_carry
+from lstmjax import LSTMState, ModelConfig, RNNLanguageModel, steps, zero_carry
+from lstmjax.model import drop_rows
 
 VOCAB, BATCH = 7, 2
 CELL_CONFIGS = {
@@ -157,7 +160,8 @@ def _dropout_outputs(config, tokens, carry, variables, key):
         variables, tokens, carry, train=True, rngs={"dropout": key},
         capture_intermediates=lambda module, _: isinstance(module, nn.Dropout),
         mutable=["intermediates"])
-    found = state["intermediates"]
+    found = {name: value for name, value in state["intermediates"].items()
+             if name.startswith("Dropout_")}  # not the sown outputs
     return [found[name]["__call__"][0] for name in sorted(found, key=lambda n: int(n.split("_")[1]))]
 
 
@@ -192,9 +196,12 @@ def test_dropout_is_off_in_eval_and_recurrent_dropout_acts_in_training(rng):
     assert not np.allclose(train_logits, eval_logits)
 
 
-def test_recurrent_dropout_masks_h_entering_each_step_with_one_mask(rng):
-    """Recurrent dropout == running the cell with h multiplied by one fixed mask at every step."""
-    config = ModelConfig(vocab_size=VOCAB, hidden_size=4, input_mode="one_hot", recurrent_dropout=0.5)
+@pytest.mark.parametrize("input_mode", ["one_hot", "embedding"])
+def test_recurrent_dropout_masks_h_entering_each_step_with_one_mask(input_mode, rng):
+    """Recurrent dropout == running the cell with h multiplied by one fixed mask at every step.
+    With an embedding and embed_dropout=0, the layer's key is still the first draw."""
+    config = ModelConfig(vocab_size=VOCAB, hidden_size=4, input_mode=input_mode,
+                         recurrent_dropout=0.5)
     variables, carry, tokens, _ = _random_problem(config, 5, rng)
     key = jax.random.key(7)
     logits, _ = RNNLanguageModel(config).apply(variables, tokens, carry, train=True, rngs={"dropout": key})
@@ -207,7 +214,9 @@ def test_recurrent_dropout_masks_h_entering_each_step_with_one_mask(rng):
     mask = cell.noise(layer_key, tokens.shape[1], tokens.shape[0]).window[0]
     cell = cell.cell  # the LSTM inside RecurrentDropout
     h, c = carry[0].h, carry[0].c
-    for x in jax.nn.one_hot(tokens, VOCAB).swapaxes(0, 1):
+    features = (params["embedding"]["embedding"][tokens] if input_mode == "embedding"
+                else jax.nn.one_hot(tokens, VOCAB))
+    for x in features.swapaxes(0, 1):
         state, y = cell.step(params["layer_0"], LSTMState(c, h * mask), x)
         c, h = state.c, state.h
         expected.append(y @ params["head"]["kernel"] + params["head"]["bias"][None])
@@ -240,6 +249,113 @@ def test_remat_applies_to_training_only_and_changes_nothing(rng):
     assert_trees_close(gradient(remat), gradient(base), rtol=1e-5, atol=1e-6)
 
 
+def _first_dropout_key(config, variables, key):
+    """The model's first draw from the ``"dropout"`` stream of ``key``."""
+    return RNNLanguageModel(config).apply(
+        variables, method=lambda module: module.make_rng("dropout"), rngs={"dropout": key})
+
+
+def test_embedding_dropout_drops_whole_word_types_with_one_mask_per_batch(rng):
+    """embed_dropout == the model without it whose table has drop_rows(its first key) applied, the
+    input dropout's mask unchanged; a dropped token's features are zero at every position of
+    every sequence; evaluation ignores it."""
+    base = ModelConfig(vocab_size=VOCAB, hidden_size=8, dropout=0.3, engine="scan")
+    config = dataclasses.replace(base, embed_dropout=0.5)
+    tokens = jnp.asarray(rng.permuted(np.tile(np.arange(VOCAB), (4, 2)), axis=1), jnp.int32)
+    carry = zero_carry(base, 4)
+    variables = randomize(RNNLanguageModel(base).init(jax.random.key(0), tokens, carry), rng)
+    key = jax.random.key(11)
+    rows = drop_rows(_first_dropout_key(config, variables, key), 0.5, VOCAB, jnp.float32)
+    assert rows.shape == (VOCAB, 1) and set(np.unique(rows)) == {0.0, 2.0}
+
+    def logits(config, variables, train):
+        return RNNLanguageModel(config).apply(variables, tokens, carry, train=train,
+                                              rngs={"dropout": key})[0]
+
+    table = variables["params"]["embedding"]["embedding"]
+    masked = {"params": {**variables["params"], "embedding": {"embedding": table * rows}}}
+    np.testing.assert_allclose(logits(config, variables, True), logits(base, masked, True),
+                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(logits(config, variables, False), logits(base, variables, False))
+    no_input_dropout = dataclasses.replace(config, dropout=0.0)
+    features = _dropout_outputs(no_input_dropout, tokens, carry, variables, key)[0]  # [T, B, E]
+    zero = np.all(np.asarray(features) == 0, axis=-1)  # [T, B]
+    np.testing.assert_array_equal(zero, np.asarray(rows[:, 0] == 0)[tokens.T])
+
+
+def test_tied_head_is_the_embedding_transposed_and_trains_it_from_both_ends(rng):
+    untied = _config("lstm-peephole-proj", num_layers=2)  # proj_size 3 == embed_size 3
+    tied = dataclasses.replace(untied, tie_weights=True)
+    variables, carry, tokens, weights = _random_problem(tied, 5, rng)
+    params = variables["params"]
+    table, bias = params["embedding"]["embedding"], params["head"]["bias"]
+    assert set(params["head"]) == {"bias"}
+    untied_params = RNNLanguageModel(untied).init(jax.random.key(0), tokens, carry)["params"]
+    assert len(jax.tree.leaves(untied_params)) == len(jax.tree.leaves(params)) + 1
+
+    (logits, _), state = RNNLanguageModel(tied).apply(variables, tokens, carry,
+                                                      mutable=["intermediates"])
+    features = state["intermediates"]["dropped_outputs"][0].swapaxes(0, 1)  # [B, T, 3]
+    np.testing.assert_allclose(logits, features @ table.T + bias[None, None], rtol=1e-5, atol=1e-6)
+
+    def gradient(config, params):
+        model = RNNLanguageModel(config)
+        return jax.grad(lambda p: jnp.sum(model.apply({"params": p}, tokens, carry)[0] * weights))(
+            params)
+
+    as_untied = gradient(untied, {**params, "head": {"kernel": table.T, "bias": bias}})
+    from_input, from_head = as_untied["embedding"]["embedding"], as_untied["head"]["kernel"].T
+    assert np.abs(from_input).max() > 0 and np.abs(from_head).max() > 0
+    np.testing.assert_allclose(gradient(tied, params)["embedding"]["embedding"],
+                               from_input + from_head, rtol=1e-5, atol=1e-6)
+
+
+def test_ar_and_tar_join_the_training_loss_and_nothing_else(rng):
+    """The train step's ar and tar metrics equal a hand computation from the sown outputs, its
+    loss metric is the cross-entropy alone, its update is SGD on their sum, and evaluation is
+    that of the model without them."""
+    plain = ModelConfig(vocab_size=VOCAB, hidden_size=4, num_layers=2, dropout=0.5,
+                        engine="scan")
+    config = dataclasses.replace(plain, ar=2.0, tar=3.0)
+    model = RNNLanguageModel(config)
+    tokens = jnp.asarray(rng.integers(0, VOCAB, (BATCH, 7)), jnp.int32)
+    inputs, targets, carry = tokens[:, :-1], tokens[:, 1:], zero_carry(config, BATCH)
+    optimizer = optax.sgd(1.0)
+    state = steps.init_state(model, optimizer, seed=0)
+    params, key = jax.tree.map(jnp.copy, state.params), jax.random.fold_in(state.rng, 0)
+    train_step = steps.make_train_step(model, optimizer, optax.constant_schedule(1.0), "mean")
+    new_state, _, metrics = train_step(state, zero_carry(config, BATCH), inputs, targets)  # donated
+
+    def objective(params):
+        (logits, _), sown = model.apply({"params": params}, inputs, carry, train=True,
+                                        rngs={"dropout": key}, mutable=["intermediates"])
+        outputs = sown["intermediates"]["outputs"][0]  # [T, B, H], the last layer's
+        dropped = sown["intermediates"]["dropped_outputs"][0]
+        cross_entropy = jnp.mean(steps.token_losses(logits, targets))
+        ar = 2.0 * jnp.mean(dropped ** 2)
+        tar = 3.0 * jnp.mean((outputs[1:] - outputs[:-1]) ** 2)
+        return cross_entropy + ar + tar, (cross_entropy, ar, tar, logits, outputs, dropped)
+
+    grads, (cross_entropy, ar, tar, logits, outputs, dropped) = jax.grad(
+        objective, has_aux=True)(params)
+    kept = np.asarray(dropped) != 0
+    assert 0 < kept.mean() < 1
+    np.testing.assert_allclose(np.asarray(dropped)[kept], 2.0 * np.asarray(outputs)[kept],
+                               rtol=1e-6)
+    head = params["head"]
+    np.testing.assert_allclose(logits, dropped.swapaxes(0, 1) @ head["kernel"]
+                               + head["bias"][None, None], rtol=1e-5, atol=1e-6)
+    hand_ar = 2.0 * np.mean(np.square(np.asarray(dropped, np.float64)))
+    hand_tar = 3.0 * np.mean(np.square(np.diff(np.asarray(outputs, np.float64), axis=0)))
+    np.testing.assert_allclose([metrics["ar"], metrics["tar"]], [hand_ar, hand_tar], rtol=1e-5)
+    np.testing.assert_allclose([ar, tar], [hand_ar, hand_tar], rtol=1e-5)
+    np.testing.assert_allclose(metrics["loss"], cross_entropy, rtol=1e-6)
+    assert_trees_close(new_state.params, jax.tree.map(lambda p, g: p - g, params, grads),
+                       rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(
+        steps.eval_step(model, params, carry, inputs, targets)[1],
+        steps.eval_step(RNNLanguageModel(plain), params, carry, inputs, targets)[1])
+
 
 @pytest.mark.parametrize(
     "overrides, message",
@@ -256,6 +372,17 @@ def test_remat_applies_to_training_only_and_changes_nothing(rng):
         (dict(input_mode="one_hot", embed_size=5), "embed_size applies to input_mode='embedding'"),
         (dict(unroll=0), "unroll must be a positive int"),
         (dict(dtype="float64"), r"dtype must be one of \('float32', 'bfloat16', 'float16'\)"),
+        (dict(embed_dropout=1.0), r"embed_dropout is a drop probability in \[0, 1\)"),
+        (dict(input_mode="one_hot", embed_dropout=0.1),
+         "embed_dropout drops rows of the embedding table: it needs input_mode='embedding'"),
+        (dict(input_mode="one_hot", tie_weights=True),
+         "tie_weights shares the embedding table with the head: it needs input_mode='embedding'"),
+        (dict(tie_weights=True, embed_size=3),
+         r"output size \(4: .*\) to equal the embedding size \(3: .*\); set embed_size=4"),
+        (dict(tie_weights=True, num_layers=2, layer_sizes=(4, 5)),
+         r"output size \(5: .*\) to equal the embedding size \(4: .*\); set embed_size=5"),
+        (dict(ar=-0.5), r"ar is a loss weight >= 0 \(0 disables it\), got -0.5"),
+        (dict(tar=float("nan")), "tar is a loss weight >= 0"),
     ],
 )
 def test_bad_config_raises(overrides, message):
