@@ -378,4 +378,7 @@ def _flush(pending, first_step, step, start_time) -> tuple[dict, list]:
         "step_time_s": elapsed / steps,
         "tokens_per_s": sum(tokens for _, tokens in pending) / elapsed,
     }
+    for penalty in ("ar", "tar"):  # activation regularization, when on: its mean, like the loss
+        if penalty in host[-1]:
+            record[penalty] = float(np.mean([float(m[penalty]) for m in host]))
     return record, per_step

@@ -456,3 +456,12 @@ def test_random_bptt_needs_the_mean_loss():
     with pytest.raises(ValueError, match=r"random_bptt scales each step's learning rate .* use "
                                          r"loss_scale='mean' with it"):
         _tiny(random_bptt=True, loss_scale="sum_over_time")
+
+
+def test_activation_penalties_reach_the_run_log(tmp_path):
+    """AR and TAR, when on, are logged beside the cross-entropy (which stays the logged loss)."""
+    config = dataclasses.replace(_tiny(max_steps=4, log_every=2, eval_every=4),
+                                 model=dataclasses.replace(TINY.model, ar=2.0, tar=1.0))
+    _quiet_train(config, tmp_path)
+    records = [r for r in MetricsLog(tmp_path / "metrics.jsonl").read() if r["split"] == "train"]
+    assert records and all(r["ar"] > 0 and r["tar"] > 0 for r in records)
