@@ -6,6 +6,8 @@ appears here as ``dropout = 1 - k``; TF's ``num_steps`` as ``seq_len``.
 
 from __future__ import annotations
 
+import dataclasses
+
 from lstmjax.config import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
 
 
@@ -35,6 +37,11 @@ def _shakespeare(cell):
         optim=OptimConfig(optimizer="adam", learning_rate=2e-3, max_grad_norm=5.0),
         train=TrainConfig(batch_size=32, seq_len=80, max_steps=5000, eval_every=500),
     )
+
+
+def _regularized(config: Config, **model_fields) -> Config:
+    """``config`` with its model's regularizer fields set."""
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, **model_fields))
 
 
 PRESETS: dict[str, Config] = {
@@ -94,4 +101,33 @@ PRESETS: dict[str, Config] = {
     "ptb-small": _ptb(200, 0.0, 0.1, 5.0, 0.5, 4, 13, 20),
     "ptb-medium": _ptb(650, 0.5, 0.05, 5.0, 1 / 1.2, 6, 39, 35),
     "ptb-large": _ptb(1500, 0.65, 0.04, 10.0, 1 / 1.15, 14, 55, 35),
+    # PTB medium with the AWD regularizers, as SuperNNova's scripts/mc_dropout README trains it:
+    # Zaremba's medium model and SGD schedule (lr 1, x1/1.2 per epoch after epoch 6, 39 epochs,
+    # B 20, T 35) with clip 10, variational dropout 0.35 on the inputs and every layer's outputs,
+    # embedding dropout 0.2 and weight drop 0.2 on W_h. Published: test 78.26 in 17 minutes on
+    # a GTX 1080 Ti (Zaremba's medium without them: 82.7). A GPU recipe.
+    "ptb-medium-awd": _regularized(
+        _ptb(650, 0.35, 0.05, 10.0, 1 / 1.2, 6, 39, 35),
+        variational=True, embed_dropout=0.2, weight_drop=0.2),
+    # AWD-LSTM (Merity, Keskar & Socher 2017, "Regularizing and Optimizing LSTM Language
+    # Models"; salesforce/awd-lstm-lm's PTB command): 3 layers of 1150, 1150 and 400 units, a
+    # 400-wide embedding tied to the softmax, NT-ASGD at lr 30 (non-monotone interval 5), clip
+    # 0.25, randomized BPTT around 70, batch 20, 500 epochs, weight drop 0.5, embedding dropout
+    # 0.1, AR 2, TAR 1. lstmjax has one dropout rate for the inputs and every layer's outputs:
+    # 0.4 (AWD's dropouti and dropout; its dropouth between layers is 0.25); no weight decay
+    # (AWD: 1.2e-6). Published: valid 60.0, test 57.3 (the paper, with fine-tuning); the
+    # repository's README: 61.2 / 58.8 without its fine-tuning step, 58.8 / 56.5 with it, from
+    # about 500 + 500 epochs. Not run here (days of a GPU).
+    "ptb-awd-lstm": Config(
+        model=ModelConfig(hidden_size=1150, num_layers=3, layer_sizes=(1150, 1150, 400),
+                          embed_size=400, tie_weights=True, dropout=0.4, variational=True,
+                          embed_dropout=0.1, weight_drop=0.5, ar=2.0, tar=1.0,
+                          forget_bias=0.0),
+        data=DataConfig(corpus="ptb"),
+        optim=OptimConfig(optimizer="nt_asgd", learning_rate=30.0, max_grad_norm=0.25,
+                          nt_asgd_nonmono=5),
+        train=TrainConfig(batch_size=20, seq_len=70, random_bptt=True, num_epochs=500,
+                          max_steps=None, loss_scale="mean", eval_every=100_000,
+                          eval_batch_size=1, eval_seq_len=100, sample_length=50),
+    ),
 }

@@ -5,6 +5,8 @@ without a key every wrapper is its evaluation form; native hands zoneout to fuse
 (Every engine against scan with all wrappers on, and the float64 finite-difference checks:
 tests/test_layer_engines.py and tests/test_native.py.)"""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -135,3 +137,19 @@ def test_config_wraps_each_layer_and_sizes_it():
         lstmjax.ModelConfig(num_layers=2, layer_sizes=(4,))
     with pytest.raises(ValueError, match="zoneout_cell zones out an LSTM's c"):
         lstmjax.ModelConfig(cell="gru", zoneout_cell=0.1)
+
+
+@pytest.mark.parametrize("name", ["ptb-medium-awd", "ptb-awd-lstm"])
+def test_regularized_presets_build_their_model(name):
+    """The presets' models initialize (shapes only: no compile); AWD-LSTM's is tied and sized
+    1150, 1150, 400 with a 400-wide embedding."""
+    from lstmjax.presets import PRESETS
+
+    config = dataclasses.replace(PRESETS[name].model, vocab_size=10_000)
+    model = lstmjax.RNNLanguageModel(config)
+    tokens = jnp.zeros((2, 3), jnp.int32)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), tokens, lstmjax.zero_carry(config, 2))
+    params = shapes["params"]
+    assert [cell.hidden_size for cell in lstmjax.make_cells(config)] == (
+        [1150, 1150, 400] if name == "ptb-awd-lstm" else [650, 650])
+    assert ("kernel" in params["head"]) == (name == "ptb-medium-awd")
