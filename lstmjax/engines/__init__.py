@@ -129,6 +129,7 @@ def resolve(cell: Any, engine: str = "auto", *, unroll: int = 1, num_steps: int,
     require_positive_int("unroll", unroll)
     options = {"backend": backend or jax.default_backend(), "lengths": lengths,
                "reverse": reverse, "resets": resets}
+
     def why_not(engine: str) -> str | None:
         if forward_mode and not ENGINES[engine].forward_mode:
             return ("forward-mode differentiation: its backward pass is a jax.custom_vjp, which "
