@@ -6,8 +6,14 @@ import optax
 import pytest
 
 from lstmjax.config import OptimConfig
-from lstmjax.optim import (init_average, make_optimizer, make_schedule, should_start_averaging,
-                           start_averaging, update_average)
+from lstmjax.optim import (
+    init_average,
+    make_optimizer,
+    make_schedule,
+    should_start_averaging,
+    start_averaging,
+    update_average,
+)
 
 pytestmark = pytest.mark.usefixtures("standard_promotion")
 
