@@ -49,14 +49,13 @@ def make_cells(config: ModelConfig) -> list[LayerCell]:
     cls = CELLS[config.cell]
     fields = {field.name for field in dataclasses.fields(cls)}
     options = {name: getattr(config, name) for name in CELL_OPTIONS if name in fields}
+    # one initializer for every layer: layers of one size are then equal cells (one compiled
+    # engine, one entry of auto's cache)
+    kernel_init = None if config.init_scale is None else _matrix_init(config.init_scale)
 
     def cell(hidden_size: int) -> LayerCell:
-        cell = cls(
-            hidden_size, **options,
-            kernel_init=None if config.init_scale is None else _matrix_init(config.init_scale),
-            param_dtype=jnp.dtype(config.param_dtype),
-            dtype=jnp.dtype(config.dtype),
-        )
+        cell = cls(hidden_size, **options, kernel_init=kernel_init,
+                   param_dtype=jnp.dtype(config.param_dtype), dtype=jnp.dtype(config.dtype))
         if config.weight_drop:
             cell = WeightDrop(cell, config.weight_drop)
         if config.recurrent_dropout:

@@ -153,3 +153,15 @@ def test_regularized_presets_build_their_model(name):
     assert [cell.hidden_size for cell in lstmjax.make_cells(config)] == (
         [1150, 1150, 400] if name == "ptb-awd-lstm" else [650, 650])
     assert ("kernel" in params["head"]) == (name == "ptb-medium-awd")
+
+
+def test_wrapped_layers_are_equal_cells_with_a_stable_description():
+    """Layers of one size are one cell (one compiled engine), and auto's cache key describes a
+    wrapped cell without its initializer's address, so it is the same in every process."""
+    from lstmjax.engines.auto import describe_cell
+
+    config = lstmjax.ModelConfig(num_layers=2, weight_drop=0.2, init_scale=0.1)
+    first, second = lstmjax.make_cells(config)
+    assert first == second
+    assert describe_cell(first) == describe_cell(lstmjax.make_cells(config)[0])
+    assert " at 0x" not in describe_cell(first)

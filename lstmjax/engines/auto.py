@@ -206,6 +206,8 @@ def describe_cell(cell: Any) -> str:
 
 
 def _plain(value: Any) -> str:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return describe_cell(value)  # a wrapped cell, described without its kernel_init
     if isinstance(value, type | np.dtype):
         with contextlib.suppress(TypeError):
             return jnp.dtype(value).name
