@@ -14,17 +14,9 @@ import jax.numpy as jnp
 from lstmjax.cells import RecurrentCell
 from lstmjax.engines import run_layer
 from lstmjax.layers import concatenate, flip_within_lengths
-from lstmjax.regularizers import Wrapper
 
 Array = jax.Array
 Merge = Callable[[Array, Array], Array]
-
-
-def draws_noise(cell: Any) -> bool:
-    """Whether ``cell``, or either cell of a ``(forward, backward)`` pair, is a regularizer
-    (:class:`lstmjax.regularizers.Wrapper`): its masks come from a key in training, and without
-    one it runs in its evaluation form. A module passes a key only for such a cell."""
-    return any(isinstance(c, Wrapper) for c in (cell if isinstance(cell, tuple) else (cell,)))
 
 
 def run_rnn(cell: Any, params: Any, carry: Any, xs: Array, *, engine: str, time_major: bool,

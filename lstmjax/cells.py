@@ -421,8 +421,36 @@ def layer_carry(cell: Any, carry: Any, batch_size: int) -> Any:
     return jax.tree.map(lambda a, t: jnp.asarray(a, t.dtype), carry, template)
 
 
+class Steps:
+    """``step_with_weights`` and ``step`` from a cell's ``update``, ``project_inputs``, ``matmul``,
+    ``cast_weights`` and ``layer_weights``: shared by the cells here and the regularizer cells
+    that wrap them (:mod:`lstmjax.regularizers`)."""
+
+    def step_with_weights(self, weights: LayerWeights, carry: Any, x: Array,
+                          noise: Noise | None = None) -> tuple[Any, Array]:
+        """One step from split, cast weights (``cast_weights(layer_weights(params, noise))``),
+        unchecked: what the generic engines run, the split done once outside their loop."""
+        carry, y = self.update(
+            weights.other, carry, self.project_inputs(weights, x),
+            lambda lhs, name: self.matmul(lhs, weights.recurrent[name]), noise,
+        )
+        return carry, y.astype(self.dtype)
+
+    def step(self, params: Params, carry: Any, x: Array,
+             noise: Noise | None = None) -> tuple[Any, Array]:
+        """One step: ``x: [B, I]`` -> ``(carry, y: [B, output_size])``; the math in :meth:`update`.
+
+        Checks its arguments (at trace time) and reads the carry as
+        :func:`check_layer_arguments` says (None: zeros; a plain tuple; cast to the state dtype).
+        ``noise``: one step's (``Noise(window, steps[t])``), for a cell with randomness."""
+        carry = check_layer_arguments(self, params, carry, x)
+        weights = self.cast_weights(self.layer_weights(params, noise))
+        return self.step_with_weights(weights, carry, x, noise)
+
+
+
 @dataclasses.dataclass(frozen=True)
-class _Cell:
+class _Cell(Steps):
     """Fields and methods every cell shares. ``kernel_init``, ``param_dtype`` and ``dtype`` are
     keyword-only, after each cell's own fields. Subclasses define ``param_shapes``, ``init``,
     ``zero_carry``, ``layer_weights`` and ``update``."""
@@ -472,27 +500,6 @@ class _Cell:
     def noise(self, key: Array, num_steps: int, batch_size: int) -> None:
         """None: the cells here have no randomness (see :class:`LayerCell`)."""
         del key, num_steps, batch_size
-
-    def step_with_weights(self, weights: LayerWeights, carry: Any, x: Array,
-                          noise: Noise | None = None) -> tuple[Any, Array]:
-        """One step from split, cast weights (``cast_weights(layer_weights(params, noise))``),
-        unchecked: what the generic engines run, the split done once outside their loop."""
-        carry, y = self.update(
-            weights.other, carry, self.project_inputs(weights, x),
-            lambda lhs, name: self.matmul(lhs, weights.recurrent[name]), noise,
-        )
-        return carry, y.astype(self.dtype)
-
-    def step(self, params: Params, carry: Any, x: Array,
-             noise: Noise | None = None) -> tuple[Any, Array]:
-        """One step: ``x: [B, I]`` -> ``(carry, y: [B, output_size])``; the math in :meth:`update`.
-
-        Checks its arguments (at trace time) and reads the carry as
-        :func:`check_layer_arguments` says (None: zeros; a plain tuple; cast to the state dtype).
-        ``noise``: one step's (``Noise(window, steps[t])``), for a cell with randomness."""
-        carry = check_layer_arguments(self, params, carry, x)
-        weights = self.cast_weights(self.layer_weights(params, noise))
-        return self.step_with_weights(weights, carry, x, noise)
 
     @staticmethod
     def _split_rows(kernel: Array, rows: int) -> tuple[Array, Array]:

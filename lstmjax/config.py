@@ -14,9 +14,10 @@ import os
 from typing import Literal, get_args
 
 from lstmjax._checks import require_choice, require_positive_int
-from lstmjax.cells import CELLS, LSTMState
+from lstmjax.cells import CELLS
 from lstmjax.data.options import CorpusName, Level, check_options
 from lstmjax.engines import ENGINE_NAMES
+from lstmjax.regularizers import has_cell_state
 
 CellType = Literal[tuple(CELLS)]  # the registry's names, for the CLI's choices
 CELL_TYPES: tuple[str, ...] = tuple(CELLS)
@@ -147,7 +148,7 @@ class ModelConfig:
                                  f"{self.num_layers}: give one per layer, or leave it None")
             for size in self.layer_sizes:
                 require_positive_int("layer_sizes[...]", size)
-        if self.zoneout_cell and not isinstance(CELLS[self.cell](1).zero_carry(1), LSTMState):
+        if self.zoneout_cell and not has_cell_state(CELLS[self.cell](1)):
             raise ValueError(f"zoneout_cell zones out an LSTM's c, and cell={self.cell!r} has "
                              "none: use zoneout_hidden")
         require_choice("input_mode", self.input_mode, INPUT_MODES)

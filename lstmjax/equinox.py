@@ -30,13 +30,13 @@ from lstmjax.adapters import (
     checked_cell,
     checked_features,
     checked_rate,
-    draws_noise,
     run_rnn,
     shared_option,
     stack_options,
 )
 from lstmjax.engines import ENGINE_NAMES
 from lstmjax.layers import concatenate, run_bidirectional, run_stack
+from lstmjax.regularizers import draws_noise
 
 Array = jax.Array
 

@@ -28,7 +28,6 @@ from lstmjax.adapters import (
     Merge,
     checked_cell,
     checked_rate,
-    draws_noise,
     out_features,
     run_rnn,
     shared_option,
@@ -36,6 +35,7 @@ from lstmjax.adapters import (
 )
 from lstmjax.engines import ENGINE_NAMES
 from lstmjax.layers import concatenate, run_bidirectional, run_stack
+from lstmjax.regularizers import draws_noise
 
 Array = jax.Array
 

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from lstmjax import engines, layers
 from lstmjax.cells import CELLS, LayerCell
 from lstmjax.config import CELL_OPTIONS, ModelConfig
-from lstmjax.regularizers import RecurrentDropout, WeightDrop, Wrapper, Zoneout
+from lstmjax.regularizers import RecurrentDropout, WeightDrop, Zoneout, draws_noise
 
 Array = jax.Array
 
@@ -139,7 +139,7 @@ class RNNLanguageModel(nn.Module):
         input_sizes = [x.shape[-1], *(cell.output_size for cell in cells[:-1])]
         params = [self.param(f"layer_{layer}", cell.init, size)
                   for layer, (cell, size) in enumerate(zip(cells, input_sizes))]
-        noisy = train and any(isinstance(cell, Wrapper) for cell in cells)
+        noisy = train and any(draws_noise(cell) for cell in cells)
         final_carry, x = layers.run_stack(
             cells, params, carry, x, engine=config.engine, unroll=config.unroll,
             between=lambda layer, ys: self._dropout(ys, train),

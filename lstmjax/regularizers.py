@@ -41,7 +41,7 @@ from lstmjax.cells import (
     Noise,
     Params,
     Recurrent,
-    check_layer_arguments,
+    Steps,
     mask_state,
 )
 
@@ -66,8 +66,9 @@ def _keep_mask(key: Array, rate: float, shape: tuple[int, ...], dtype: Any) -> A
 
 
 @dataclasses.dataclass(frozen=True)
-class Wrapper:
-    """What every wrapper delegates to the cell it wraps. Subclasses add their randomness in
+class Wrapper(Steps):
+    """What every wrapper delegates to the cell it wraps (``step`` and ``step_with_weights`` are
+    :class:`lstmjax.cells.Steps`', over the wrapper's own ``update``). Subclasses add their randomness in
     ``own_noise`` and use it in ``layer_weights`` and/or ``update``; their noise is
     ``Noise(window=(own, inner), steps=(own, inner))``."""
 
@@ -150,19 +151,6 @@ class Wrapper:
                noise: Noise | None = None) -> tuple[Any, Array]:
         return self.cell.update(other, carry, x_proj, recurrent, self.parts(noise)[1])
 
-    def step_with_weights(self, weights: LayerWeights, carry: Any, x: Array,
-                          noise: Noise | None = None) -> tuple[Any, Array]:
-        carry, y = self.update(weights.other, carry, self.project_inputs(weights, x),
-                               lambda lhs, name: self.matmul(lhs, weights.recurrent[name]), noise)
-        return carry, y.astype(self.dtype)
-
-    def step(self, params: Params, carry: Any, x: Array,
-             noise: Noise | None = None) -> tuple[Any, Array]:
-        """One step, as :meth:`lstmjax.cells.LSTM.step` (arguments checked, carry read)."""
-        carry = check_layer_arguments(self, params, carry, x)
-        weights = self.cast_weights(self.layer_weights(params, noise))
-        return self.step_with_weights(weights, carry, x, noise)
-
 
 @dataclasses.dataclass(frozen=True)
 class RecurrentDropout(Wrapper):
@@ -220,30 +208,34 @@ class Zoneout(Wrapper):
         for name in ("cell_rate", "hidden_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)!r}")
-        if self.cell_rate and not isinstance(self.zero_carry(1), LSTMState):
+        if self.cell_rate and not has_cell_state(self.cell):
             raise ValueError(f"cell_rate zones out an LSTM's c, and {self.cell!r} has no c; use "
                              "hidden_rate")
+
+    def _rates(self) -> Any:
+        """The keep probabilities in the carry's structure: ``LSTMState(cell_rate, hidden_rate)``
+        or ``hidden_rate``."""
+        if has_cell_state(self.cell):
+            return LSTMState(self.cell_rate, self.hidden_rate)
+        return self.hidden_rate
 
     def own_noise(self, key, num_steps, batch_size):
         """Steps: where each unit keeps its value, ``[T, B, H]`` for c and ``[T, B, P]`` for h,
         in the state dtype (1.0: keep)."""
         dtype = self.state_dtype
         carry = jax.eval_shape(lambda: self.zero_carry(batch_size))
-        rates = LSTMState(self.cell_rate, self.hidden_rate) if isinstance(carry, LSTMState) else (
-            self.hidden_rate)
         keys = _split(key, len(jax.tree.leaves(carry)))
         leaves = [jax.random.bernoulli(k, rate, (num_steps, *a.shape)).astype(dtype)
-                  for k, rate, a in zip(keys, jax.tree.leaves(rates), jax.tree.leaves(carry))]
+                  for k, rate, a in zip(keys, jax.tree.leaves(self._rates()),
+                                        jax.tree.leaves(carry))]
         return None, jax.tree.unflatten(jax.tree.structure(carry), leaves)
 
     def update(self, other, carry, x_proj, recurrent, noise=None):
         own, inner = self.parts(noise)
         new_carry, _ = self.cell.update(other, carry, x_proj, recurrent, inner)
         if own is None:  # evaluation: the expectation
-            rates = (LSTMState(self.cell_rate, self.hidden_rate)
-                     if isinstance(new_carry, LSTMState) else self.hidden_rate)
             new_carry = jax.tree.map(lambda old, new, rate: rate * old + (1 - rate) * new,
-                                     carry, new_carry, rates)
+                                     carry, new_carry, self._rates())
         else:
             new_carry = jax.tree.map(lambda old, new, keep: keep * old + (1 - keep) * new,
                                      carry, new_carry, own.steps)
@@ -302,6 +294,19 @@ WRAPPERS: dict[str, type[Wrapper]] = {
 """The regularizers, by name: cells that wrap a cell."""
 
 
+def has_cell_state(cell: Any) -> bool:
+    """Whether ``cell``'s carry is an :class:`~lstmjax.cells.LSTMState` (a c beside h); shapes
+    only, no arrays made."""
+    return isinstance(jax.eval_shape(lambda: cell.zero_carry(1)), LSTMState)
+
+
+def draws_noise(cell: Any) -> bool:
+    """Whether ``cell``, or either cell of a ``(forward, backward)`` pair, is a regularizer: its
+    masks come from a key in training, and without one it runs in its evaluation form. A caller
+    (the language model, the framework modules) draws a key only for such a cell."""
+    return any(isinstance(c, Wrapper) for c in (cell if isinstance(cell, tuple) else (cell,)))
+
+
 def innermost(cell: Any) -> Any:
     """The cell that ``cell``'s wrappers wrap (``cell`` itself if it is no wrapper)."""
     while isinstance(cell, Wrapper):
@@ -309,4 +314,5 @@ def innermost(cell: Any) -> Any:
     return cell
 
 
-__all__ = ["WRAPPERS", "RecurrentDropout", "WeightDrop", "Wrapper", "Zoneout", "innermost"]
+__all__ = ["WRAPPERS", "RecurrentDropout", "WeightDrop", "Wrapper", "Zoneout", "draws_noise",
+           "has_cell_state", "innermost"]
