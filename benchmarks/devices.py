@@ -3,7 +3,7 @@
 The train step (forward, backward, clip, Adam; engine ``auto`` unless ``--engine``) of a
 PTB-small-like language model, a 2 x 200 LSTM with V = 10,000 (E = H), on a global batch of
 B = 64 streams of T = 20 tokens, runs on a one-axis mesh of N devices
-(``lstmjax.TrainConfig(num_devices=N)`` through ``lstmjax.setup``, see :mod:`lstmjax.parallel`):
+(``lstmjax.TrainConfig(num_devices=N)`` through ``lstmjax.build``, see :mod:`lstmjax.parallel`):
 the train state is replicated, the batch and the carried state are split into B / N streams a
 device, and XLA's SPMD partitioner adds the all-reduce of the gradients. Each N is measured in a
 fresh process: the first call (compile included) is timed apart, then the median of ``--steps``
@@ -58,7 +58,7 @@ def measure(num_devices: int, shape: Shape, *, engine: str, precision: str, warm
                       "highest" if precision == "float32" else "tensorfloat32")
     import lstmjax
     from benchmarks import peers
-    from lstmjax.setup import setup
+    from lstmjax.build import setup
 
     options = peers.parse_lstmjax_label(engine)
     config = lstmjax.Config(

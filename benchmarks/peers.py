@@ -51,7 +51,7 @@ from benchmarks.report import Runner, Unavailable
 from benchmarks.shapes import Shape
 from lstmjax.engines import ENGINE_NAMES
 from lstmjax.model import resolve_engines
-from lstmjax.setup import setup
+from lstmjax.build import setup
 
 LEARNING_RATE = 1e-3
 MAX_GRAD_NORM = 5.0
@@ -193,7 +193,7 @@ def lstmjax_train_step(shape: Shape, *, engine: str, unroll: int = 1,
 
 def lstmjax_runner(shape: Shape, *, engine: str, unroll: int = 1, remat_chunk: int | None = None,
                    precision: str = "float32", seed: int = 0) -> Runner:
-    """lstmjax's own train step (built by ``lstmjax.setup.setup``) with ``engine``, ``unroll``
+    """lstmjax's own train step (built by ``lstmjax.build.setup``) with ``engine``, ``unroll``
     and ``remat_chunk`` (``ModelConfig``'s). The notes say what runs (:func:`_lstmjax_notes`).
 
     ``precision`` is unused: the driver's ``jax_default_matmul_precision`` governs.

@@ -3,9 +3,9 @@
     python -m experiments.report               # reads experiments/runs/*, writes results.json and curves/
 
 Per run (``experiments/runs/NAME``, written by ``experiments/run.sh``): ``config.json`` and
-``metrics.jsonl``, read by :mod:`lstmjax.runs_report` (which also serves ``lstmjax report``), and
+``metrics.jsonl``, read by :mod:`lstmjax.results` (which also serves ``lstmjax report``), and
 ``wall.txt`` (one line per invocation: seconds, host, backend). Prints the
-:func:`lstmjax.runs_report.markdown_table` with wall time and device added, writes
+:func:`lstmjax.results.markdown_table` with wall time and device added, writes
 ``experiments/results.json`` and one PNG per run: validation perplexity at each evaluation and
 each epoch's mean training perplexity, against the epoch.
 """
@@ -16,27 +16,27 @@ import argparse
 import json
 import pathlib
 
-from lstmjax import runs_report
+from lstmjax import results
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parent
 
 COLUMNS = [
-    *runs_report.COLUMNS,
-    ("wall", lambda s: f"{runs_report.duration(s['wall_s'])} ({s['invocations']} "
+    *results.COLUMNS,
+    ("wall", lambda s: f"{results.duration(s['wall_s'])} ({s['invocations']} "
                        f"call{'s' * (s['invocations'] > 1)})"),
     ("device", lambda s: s["device"]),
 ]
 
 
 def summarize(run: pathlib.Path) -> dict:
-    """:func:`lstmjax.runs_report.summarize` named by the directory, plus the wall time and device
+    """:func:`lstmjax.results.summarize` named by the directory, plus the wall time and device
     of ``wall.txt`` and the per-epoch curves (``[epoch, loss]`` pairs; train: each finished
     epoch's mean, from 0)."""
-    log = runs_report.read_run(run)
-    per_epoch = runs_report.epoch_train_losses(log.records)
+    log = results.read_run(run)
+    per_epoch = results.epoch_train_losses(log.records)
     wall = [line.split(" s on ", 1) for line in (run / "wall.txt").read_text().splitlines()]
     return {
-        **runs_report.summarize(log, name=run.name),
+        **results.summarize(log, name=run.name),
         "wall_s": sum(float(seconds) for seconds, _ in wall),
         "invocations": len(wall),
         "device": wall[-1][1],
@@ -49,8 +49,8 @@ def plot(summary: dict, path: pathlib.Path) -> None:
     """Validation perplexity at each evaluation, and each epoch's mean training perplexity at the
     epoch's end."""
     train = [(epoch + 1, loss) for epoch, loss in summary["train_curve"]]
-    curves = runs_report.Curves(summary["run"], train, summary["valid_curve"])
-    runs_report.plot_curves([curves], path, xlabel="epoch (train: mean over the epoch)",
+    curves = results.Curves(summary["run"], train, summary["valid_curve"])
+    results.plot_curves([curves], path, xlabel="epoch (train: mean over the epoch)",
                             title=summary["run"])
 
 
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     for summary in summaries:
         plot(summary, args.out / "curves" / f"{summary['run']}.png")
     (args.out / "results.json").write_text(json.dumps(summaries, indent=2) + "\n")
-    print(runs_report.markdown_table(summaries, COLUMNS))
-    print(f"\n{runs_report.LEGEND}")
+    print(results.markdown_table(summaries, COLUMNS))
+    print(f"\n{results.LEGEND}")
 
 
 if __name__ == "__main__":

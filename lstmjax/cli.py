@@ -280,7 +280,7 @@ def _sample(argv: list[str]) -> int:
 
 
 def _report(argv: list[str]) -> int:
-    from lstmjax.runs_report import report
+    from lstmjax.results import report
 
     parser = argparse.ArgumentParser(
         prog="lstmjax report",
@@ -299,7 +299,7 @@ def _report(argv: list[str]) -> int:
 
 
 def _plot(argv: list[str]) -> int:
-    from lstmjax.runs_report import plot_curves, read_run, step_curves
+    from lstmjax.results import plot_curves, read_run, step_curves
 
     parser = argparse.ArgumentParser(
         prog="lstmjax plot",

@@ -4,7 +4,7 @@
 donates its state and carry; the dropout key is ``fold_in(state.rng, state.step)``, so a resumed
 run draws the same masks as one that never stopped. The carry crosses windows under
 ``stop_gradient`` (truncated BPTT) and is reset at each epoch and for each evaluated split.
-:func:`lstmjax.setup.setup` builds them for a config; :func:`lstmjax.train.train` runs the loop.
+:func:`lstmjax.build.setup` builds them for a config; :func:`lstmjax.train.train` runs the loop.
 """
 
 from __future__ import annotations

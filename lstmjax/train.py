@@ -1,7 +1,7 @@
 """The training loop, :func:`train`: data, steps, logging, validation, checkpoints.
 
 What it runs (model, optimizer, the jitted train step, the fresh or restored state) comes from
-:func:`lstmjax.setup.setup`; the run directory's files and resume rules from
+:func:`lstmjax.build.setup`; the run directory's files and resume rules from
 :mod:`lstmjax.rundir`; the pure steps live in :mod:`lstmjax.steps`.
 """
 
@@ -31,9 +31,9 @@ from lstmjax.optim import should_start_averaging, start_averaging
 from lstmjax.parallel import is_primary, max_over_processes
 from lstmjax.preemption import Interrupted, StopRequests
 from lstmjax.runlock import RunLock, check_writable_directory
-from lstmjax.runs_report import duration
+from lstmjax.results import duration
 from lstmjax.sample import generate
-from lstmjax.setup import setup
+from lstmjax.build import setup
 from lstmjax.steps import evaluation_params
 
 DIVERGENCE_NATS = 20.0

@@ -2,7 +2,7 @@
 a split, sampled from.
 
 Readers restore the parameters of one checkpoint alone (``"latest"``, ``"best"`` or a step), with
-:func:`lstmjax.setup.setup`: no optimizer, no train state, and the optimizer state is not read.
+:func:`lstmjax.build.setup`: no optimizer, no train state, and the optimizer state is not read.
 Damaged steps are skipped for the newest (or best) intact one, as ``Checkpoints.restore`` does.
 """
 
@@ -17,7 +17,7 @@ from lstmjax.data import Vocab, load_corpus
 from lstmjax.model import RNNLanguageModel
 from lstmjax.rundir import RunDirectory
 from lstmjax.sample import generate
-from lstmjax.setup import Run, setup
+from lstmjax.build import Run, setup
 
 
 def _restore(workdir: str | pathlib.Path, checkpoint: str | int) -> tuple[Run, Vocab]:

@@ -1,6 +1,6 @@
 """experiments/report.py on a hand-written run directory: the summary with wall time and the
 per-epoch curves, results.json, the table and one PNG per run. The numbers themselves come from
-lstmjax.runs_report (tests/test_report.py)."""
+lstmjax.results (tests/test_report.py)."""
 
 import json
 

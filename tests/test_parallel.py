@@ -28,7 +28,7 @@ from lstmjax.data import Position
 from lstmjax.metrics import MetricsLog
 from lstmjax.parallel import initialize, make_placement
 from lstmjax.presets import PRESETS
-from lstmjax.setup import setup
+from lstmjax.build import setup
 from lstmjax.train import train
 
 pytestmark = pytest.mark.usefixtures("standard_promotion")

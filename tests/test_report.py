@@ -1,4 +1,4 @@
-"""lstmjax.runs_report and ``lstmjax report``, on run directories written by hand (no training):
+"""lstmjax.results and ``lstmjax report``, on run directories written by hand (no training):
 the summary's numbers, resumed runs' repeated records, the table, the curves, and the errors of
 what is not a run or not a log."""
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lstmjax import cli, runs_report
+from lstmjax import cli, results
 
 CONFIG = {"data": {"corpus": "ptb"}, "model": {"hidden_size": 8, "num_layers": 2},
           "optim": {"optimizer": "sgd", "learning_rate": 1.0}, "train": {"eval_every": 10}}
@@ -41,7 +41,7 @@ def _records(pairs):
 
 def test_epoch_means_weight_records_by_their_steps():
     records = _records([(4, 2.0), (8, 1.0), (10, 3.0), (14, 1.0), (20, 0.5), (22, 2.0)])
-    losses = runs_report.epoch_train_losses(records)
+    losses = results.epoch_train_losses(records)
     assert losses.keys() == {0, 1}  # epoch 2 is not finished
     assert losses[0] == pytest.approx((2.0 * 4 + 1.0 * 4 + 3.0 * 2) / 10)
     assert losses[1] == pytest.approx((1.0 * 4 + 0.5 * 6) / 10)
@@ -49,12 +49,12 @@ def test_epoch_means_weight_records_by_their_steps():
 
 def test_last_steps_loss_takes_whole_records_from_the_end():
     records = _records([(4, 2.0), (8, 1.0), (10, 3.0), (14, 1.0)])
-    assert runs_report.last_steps_train_loss(records, 4) == pytest.approx(1.0)
-    assert runs_report.last_steps_train_loss(records, 5) == pytest.approx((3.0 * 2 + 1.0 * 4) / 6)
+    assert results.last_steps_train_loss(records, 4) == pytest.approx(1.0)
+    assert results.last_steps_train_loss(records, 5) == pytest.approx((3.0 * 2 + 1.0 * 4) / 6)
 
 
 def test_summary_numbers(tmp_path):
-    summary = runs_report.summarize(runs_report.read_run(_write_run(tmp_path / "toy")))
+    summary = results.summarize(results.read_run(_write_run(tmp_path / "toy")))
     assert summary["run"] == str(tmp_path / "toy")
     assert (summary["corpus"], summary["model"], summary["optimizer"]) == (
         "ptb", "lstm 2 x 8", "sgd 1")
@@ -72,16 +72,16 @@ def test_summary_numbers(tmp_path):
 
 def test_summary_of_a_finished_epoch_and_without_test(tmp_path):
     lines = _lines(train=TRAIN[:-1], valid=VALID[:2], test=None)
-    summary = runs_report.summarize(runs_report.read_run(_write_run(tmp_path / "run", lines)))
+    summary = results.summarize(results.read_run(_write_run(tmp_path / "run", lines)))
     assert summary["train_loss_over"] == "last epoch"
     assert summary["train_loss"] == pytest.approx(0.8)
     assert summary["test_loss"] is None
 
 
 def test_table_row(tmp_path):
-    summary = runs_report.summarize(runs_report.read_run(_write_run(tmp_path / "toy")), name="toy")
-    header, rule, row = runs_report.markdown_table([summary]).splitlines()
-    assert header.count("|") == rule.count("|") == row.count("|") == len(runs_report.COLUMNS) + 1
+    summary = results.summarize(results.read_run(_write_run(tmp_path / "toy")), name="toy")
+    header, rule, row = results.markdown_table([summary]).splitlines()
+    assert header.count("|") == rule.count("|") == row.count("|") == len(results.COLUMNS) + 1
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells == ["toy", "ptb", "lstm 2 x 8", "sgd 1", "22 (2.2)",
                      f"{math.exp(summary['train_loss']):.2f}",
@@ -95,21 +95,21 @@ def test_values_logged_as_not_finite_read_as_nan(tmp_path):
              json.dumps({"step": 10, "epoch": 1.0, "split": "valid", **diverged}) + "\n",
              json.dumps({"step": 22, "epoch": 2.2, "split": "train", "tokens_per_s": 1.0,
                          "step_time_s": 0.5, **diverged}) + "\n"]
-    summary = runs_report.summarize(runs_report.read_run(_write_run(tmp_path / "run", lines)))
+    summary = results.summarize(results.read_run(_write_run(tmp_path / "run", lines)))
     assert math.isnan(summary["train_loss"])
     assert (summary["best_valid_loss"], summary["best_valid_step"]) == (2.0, 20)
-    cells = runs_report.markdown_table([summary]).splitlines()[-1].split(" | ")
+    cells = results.markdown_table([summary]).splitlines()[-1].split(" | ")
     assert cells[5:7] == ["nan", f"{math.exp(2.25):.2f} ({math.exp(2.0):.2f} @ 20)"]
 
 
 def test_a_partial_last_line_is_skipped_with_a_note(tmp_path):
     cut = '{"epoch": 2.3, "loss": 1.'
     run = _write_run(tmp_path / "run", [*_lines(), cut])
-    log = runs_report.read_run(run)
+    log = results.read_run(run)
     assert len(log.records) == len(TRAIN) - 1 + len(VALID) + 1
     (note,) = log.notes
     assert f"line {len(TRAIN) + len(VALID) + 2}" in note and "metrics.jsonl" in note
-    assert f"note: {note}" in runs_report.report([run])
+    assert f"note: {note}" in results.report([run])
 
 
 def test_a_corrupt_line_before_the_last_is_an_error_naming_it(tmp_path):
@@ -117,7 +117,7 @@ def test_a_corrupt_line_before_the_last_is_an_error_naming_it(tmp_path):
     lines[2] = lines[2][:20] + "\n"
     run = _write_run(tmp_path / "run", lines)
     with pytest.raises(ValueError, match=r"metrics\.jsonl, line 3: not JSON .*delete or repair"):
-        runs_report.read_run(run)
+        results.read_run(run)
 
 
 @pytest.mark.parametrize("line, problem", [
@@ -129,22 +129,22 @@ def test_a_line_that_is_not_a_record_is_an_error_naming_it(tmp_path, line, probl
     run = _write_run(tmp_path / "run", [*_lines(), line + "\n", *_lines()])
     with pytest.raises(ValueError, match=f"line {len(_lines()) + 1}: not a metrics record: .*"
                                          f"{problem}"):
-        runs_report.read_run(run)
+        results.read_run(run)
 
 
 def test_what_is_not_a_run_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        runs_report.read_run(tmp_path / "missing")
+        results.read_run(tmp_path / "missing")
     _write_run(tmp_path / "runs" / "a")
     with pytest.raises(FileNotFoundError, match=r"no config\.json and metrics\.jsonl; it holds "
                                                  r"the runs .*runs/a"):
-        runs_report.read_run(tmp_path / "runs")
+        results.read_run(tmp_path / "runs")
     _write_run(tmp_path / "empty", lines=["\n"])
     with pytest.raises(ValueError, match=r"metrics\.jsonl is empty"):
-        runs_report.read_run(tmp_path / "empty")
+        results.read_run(tmp_path / "empty")
     bad = _write_run(tmp_path / "bad_config", config={"model": {"hidden_sise": 8}})
     with pytest.raises(ValueError, match=r"config\.json is not a lstmjax config: .*hidden_sise"):
-        runs_report.read_run(bad)
+        results.read_run(bad)
 
 
 def test_cli_table_json_and_plot(tmp_path, capsys):

@@ -20,7 +20,7 @@ from helpers import trainer_env
 
 import lstmjax.optim
 import lstmjax.rundir
-import lstmjax.setup
+import lstmjax.build
 import lstmjax.train
 import lstmjax.trained
 from lstmjax import ModelConfig, RNNLanguageModel, zero_carry
@@ -217,7 +217,7 @@ def test_sampling_arguments_are_checked_and_a_tiny_temperature_is_greedy():
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, monkeypatch):
     _quiet_train(_tiny(max_steps=4, eval_every=2), tmp_path)
-    real_make_train_step = lstmjax.setup.make_train_step
+    real_make_train_step = lstmjax.build.make_train_step
 
     def poisoned(*args, **kwargs):  # the real step, whose loss turns NaN from optimizer step 6 on
         step_fn = real_make_train_step(*args, **kwargs)
@@ -229,7 +229,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, mo
 
         return step
 
-    monkeypatch.setattr(lstmjax.setup, "make_train_step", poisoned)
+    monkeypatch.setattr(lstmjax.build, "make_train_step", poisoned)
     with pytest.raises(FloatingPointError, match=r"training loss nan at step 6 is not finite; .*last "
                                                  r"good checkpoint is step 4"):
         _quiet_train(_tiny(max_steps=10, eval_every=2, log_every=1), tmp_path)
@@ -431,7 +431,7 @@ def test_train_step_scales_the_learning_rate_by_the_window_and_averages_the_iter
             _awd(), model=dataclasses.replace(TINY.model, vocab_size=13),
             optim=dataclasses.replace(_awd().optim, learning_rate=lr),
             train=dataclasses.replace(_awd().train, random_bptt=random_bptt))
-        return lstmjax.setup.setup(config, steps_per_epoch=10)
+        return lstmjax.build.setup(config, steps_per_epoch=10)
 
     tokens = np.random.default_rng(0).integers(0, 13, (4, 5)).astype(np.int32)
     inputs, targets = tokens[:, :-1], tokens[:, 1:]

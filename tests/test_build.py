@@ -13,12 +13,12 @@ import jax
 import numpy as np
 import pytest
 
-import lstmjax.setup
+import lstmjax.build
 from lstmjax import rundir
 from lstmjax.config import resumable_fields
 from lstmjax.data import Position, Vocab
 from lstmjax.presets import PRESETS
-from lstmjax.setup import setup
+from lstmjax.build import setup
 
 VOCAB = Vocab(tuple("\n abcdefgh"), "char")
 CONFIG = dataclasses.replace(PRESETS["tiny"], model=dataclasses.replace(
@@ -42,7 +42,7 @@ def test_readers_restore_the_parameters_alone_bit_exact_past_damaged_steps(tmp_p
     def no_optimizer(*args):
         raise AssertionError("a reader built an optimizer")
 
-    monkeypatch.setattr(lstmjax.setup, "make_optimizer", no_optimizer)
+    monkeypatch.setattr(lstmjax.build, "make_optimizer", no_optimizer)
     warnings = []
     with rundir.RunDirectory(tmp_path).checkpoints(CONFIG) as checkpoints:
         best = setup(CONFIG, checkpoints=checkpoints, step="best", on_warning=warnings.append)
@@ -78,7 +78,7 @@ def test_importing_lstmjax_loads_no_data_io_and_no_orbax():
                          cwd=pathlib.Path(__file__).parent)
     loaded, added = json.loads(out.stdout)
     never = ("orbax", "lstmjax.data.corpora", "lstmjax.data.sources", "lstmjax.data.batching",
-             "lstmjax.checkpoint", "lstmjax.train", "lstmjax.setup")
+             "lstmjax.checkpoint", "lstmjax.train", "lstmjax.build")
     not_by_lstmjax = ("tensorstore", "urllib.request", "zipfile", "tqdm")  # jax may load zipfile
     assert not [m for m in loaded if m.startswith(never)]
     assert not [m for m in added if m.startswith(not_by_lstmjax)]
