@@ -17,12 +17,13 @@ import json
 import pathlib
 
 from lstmjax import results
+from lstmjax.metrics import duration
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parent
 
 COLUMNS = [
     *results.COLUMNS,
-    ("wall", lambda s: f"{results.duration(s['wall_s'])} ({s['invocations']} "
+    ("wall", lambda s: f"{duration(s['wall_s'])} ({s['invocations']} "
                        f"call{'s' * (s['invocations'] > 1)})"),
     ("device", lambda s: s["device"]),
 ]

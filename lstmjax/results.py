@@ -26,11 +26,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from lstmjax.config import Config
-from lstmjax.metrics import bits_per_token, perplexity
-
-SPLITS = ("train", "valid", "test")
-_REQUIRED = {"split": str, "step": int, "epoch": (int, float), "loss": (int, float)}
-_REQUIRED_TRAIN = {"step_time_s": (int, float), "tokens_per_s": (int, float)}
+from lstmjax.metrics import SPLITS, bits_per_token, duration, perplexity, read_records
+from lstmjax.rundir import METRICS_FILE, RunDirectory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,13 +60,14 @@ def read_run(run: str | pathlib.Path) -> RunLog:
     line that is not a metrics record is an error naming the file and the line.
     """
     run = pathlib.Path(run)
-    metrics_path, config_path = run / "metrics.jsonl", run / "config.json"
+    directory = RunDirectory(run)
+    metrics_path, config_path = directory.metrics_file, directory.config_file
     if not run.is_dir():
         problem = "is not a directory" if run.exists() else "does not exist"
         raise FileNotFoundError(f"{run} {problem}; give the --workdir of a lstmjax train run")
     if not metrics_path.exists() or not config_path.exists():
         missing = " and ".join(p.name for p in (config_path, metrics_path) if not p.exists())
-        runs_below = sorted(str(p.parent) for p in run.glob("*/metrics.jsonl"))
+        runs_below = sorted(str(p.parent) for p in run.glob(f"*/{METRICS_FILE}"))
         hint = (f"; it holds the runs {', '.join(runs_below)}" if runs_below
                 else "; lstmjax train --workdir DIR writes both")
         raise FileNotFoundError(f"{run} is not a run directory: no {missing}{hint}")
@@ -78,44 +76,15 @@ def read_run(run: str | pathlib.Path) -> RunLog:
     except (ValueError, TypeError, AttributeError) as error:  # JSONDecodeError: a ValueError
         raise ValueError(f"{config_path} is not a lstmjax config: {error}") from None
 
-    lines = metrics_path.read_text().splitlines()
-    numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
-    if not numbered:
+    logged, notes = read_records(metrics_path)
+    if not logged and not notes:
         raise ValueError(f"{metrics_path} is empty: the run has not logged a step yet (it logs "
                          "every train.log_every steps)")
-    by_key, notes = {}, []
-    for number, line in numbered:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            if number == numbered[-1][0]:
-                notes.append(f"{metrics_path}: skipped line {number}, cut short ({error.msg}): "
-                             "the run was stopped while writing it")
-                continue
-            raise ValueError(f"{metrics_path}, line {number}: not JSON ({error.msg}, column "
-                             f"{error.colno}); delete or repair that line") from None
-        problem = _record_problem(record)
-        if problem:
-            raise ValueError(f"{metrics_path}, line {number}: not a metrics record: {problem}")
-        nonfinite = dict.fromkeys(record.get("nonfinite", ()), math.nan)
-        by_key[record["split"], record["step"]] = {**record, **nonfinite}
-    if not by_key:
+    if not logged:
         raise ValueError(f"{metrics_path} holds no complete record: {notes[0]}")
+    by_key = {(record["split"], record["step"]): record for record in logged}  # the later counts
     records = sorted(by_key.values(), key=lambda r: r["step"])
     return RunLog(path=run, config=config, records=records, notes=notes)
-
-
-def _record_problem(record: Any) -> str | None:
-    """What makes ``record`` not a metrics record, or None."""
-    if not isinstance(record, dict):
-        return f"{type(record).__name__}, not an object"
-    if record.get("split") not in SPLITS:
-        return f"split {record.get('split')!r} is none of {list(SPLITS)}"
-    required = _REQUIRED | (_REQUIRED_TRAIN if record["split"] == "train" else {})
-    nonfinite = record.get("nonfinite", ())  # written as null, e.g. a diverged loss
-    bad = [k for k, kind in required.items()
-           if not isinstance(record.get(k), kind) and not (k in nonfinite and record[k] is None)]
-    return f"missing or mistyped {', '.join(bad)}" if bad else None
 
 
 def train_spans(records: Sequence[dict]) -> list[tuple[int, dict]]:
@@ -199,11 +168,6 @@ def summarize(log: RunLog, *, name: str | None = None) -> dict[str, Any]:
                             for first, r in train_spans(log.records)),
         "notes": log.notes,
     }
-
-
-def duration(seconds: float) -> str:
-    """``"45 s"`` below two minutes, else whole minutes: ``"106 min"``."""
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def _ppl(loss: float | None) -> str:

@@ -32,13 +32,15 @@ from __future__ import annotations
 import json
 import pathlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 
-from lstmjax.checkpoint import Checkpoints
 from lstmjax.config import Config, resumable_fields
 from lstmjax.data import Position, Vocab
+
+if TYPE_CHECKING:  # orbax loads on first use: lstmjax report reads a run without it
+    from lstmjax.checkpoint import Checkpoints
 
 CONFIG_FILE = "config.json"
 ENGINES_FILE = "engines.json"
@@ -106,6 +108,8 @@ class RunDirectory:
 
     def checkpoints(self, config: Config) -> Checkpoints:
         """The run's checkpoints, keeping ``train.keep_checkpoints`` steps besides the best."""
+        from lstmjax.checkpoint import Checkpoints
+
         return Checkpoints(self.checkpoints_dir, keep=config.train.keep_checkpoints)
 
     def check_request(self, config: Config, vocab: Vocab, checkpoints: Checkpoints) -> None:
