@@ -31,7 +31,7 @@ from lstmjax.optim import should_start_averaging, start_averaging
 from lstmjax.parallel import is_primary, max_over_processes
 from lstmjax.preemption import Interrupted, StopRequests
 from lstmjax.runlock import RunLock, check_writable_directory
-from lstmjax.results import duration
+from lstmjax.metrics import duration
 from lstmjax.sample import generate
 from lstmjax.build import setup
 from lstmjax.steps import evaluation_params
