@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The regularizers on this CPU, each against its committed plain run (experiments/RESULTS.md):
+# The regularizers on a 2-core CPU, each against its committed plain run (experiments/RESULTS.md):
 #
 # * shakespeare-lstm-zoneout: the tiny-shakespeare 3 x 256 LSTM (shakespeare-lstm) with zoneout,
 #   Krueger et al. 2016's character-level rates (0.5 on c, 0.05 on h);
