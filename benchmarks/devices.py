@@ -58,7 +58,7 @@ def measure(num_devices: int, shape: Shape, *, engine: str, precision: str, warm
                       "highest" if precision == "float32" else "tensorfloat32")
     import lstmjax
     from benchmarks import peers
-    from lstmjax.build import setup
+    from lstmjax.build import build_trainer
 
     options = peers.parse_lstmjax_label(engine)
     config = lstmjax.Config(
@@ -67,13 +67,13 @@ def measure(num_devices: int, shape: Shape, *, engine: str, precision: str, warm
                                   max_grad_norm=peers.MAX_GRAD_NORM, adam_eps=peers.ADAM_EPSILON),
         train=lstmjax.TrainConfig(batch_size=shape.batch_size, seq_len=shape.seq_len,
                                   num_devices=num_devices))
-    run = setup(config, steps_per_epoch=1)
-    inputs, targets = (run.placement.shard_batch(rows) for rows in peers.make_batch(shape, 0))
-    state = {"train": run.state, "carry": run.carry, "losses": []}
+    trainer = build_trainer(config, steps_per_epoch=1)
+    inputs, targets = (trainer.placement.shard_batch(rows) for rows in peers.make_batch(shape, 0))
+    state = {"train": trainer.state, "carry": trainer.carry, "losses": []}
 
     def step():
         # The step donates the state and the carry: keep the ones it returns.
-        state["train"], state["carry"], metrics = run.train_step(
+        state["train"], state["carry"], metrics = trainer.train_step(
             state["train"], state["carry"], inputs, targets)
         jax.block_until_ready((state["train"], state["carry"], metrics))
         state["losses"].append(metrics["loss"])
@@ -82,10 +82,10 @@ def measure(num_devices: int, shape: Shape, *, engine: str, precision: str, warm
         timing = report.time_steps(step, warmup=warmup, steps=steps)
     # the rows of the carry the step returned that one device holds: the split it ran with
     per_device = jax.tree.leaves(state["carry"])[0].addressable_shards[0].data.shape[0]
-    return {"devices": num_devices, "placement": run.placement.describe(),
+    return {"devices": num_devices, "placement": trainer.placement.describe(),
             "backend": jax.default_backend(), "visible_devices": jax.device_count(),
             "streams_per_device": per_device,
-            "notes": peers._lstmjax_notes(shape, **options),
+            "notes": peers.lstmjax_notes(shape, **options),
             "first_loss": float(state["losses"][0]), **timing,
             "tokens_per_s": shape.tokens_per_step / timing["median_step_s"]}
 

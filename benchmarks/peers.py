@@ -49,9 +49,9 @@ import optax
 import lstmjax
 from benchmarks.report import Runner, Unavailable
 from benchmarks.shapes import Shape
+from lstmjax.build import build_trainer
 from lstmjax.engines import ENGINE_NAMES
 from lstmjax.model import resolve_engines
-from lstmjax.build import setup
 
 LEARNING_RATE = 1e-3
 MAX_GRAD_NORM = 5.0
@@ -186,15 +186,16 @@ def lstmjax_train_step(shape: Shape, *, engine: str, unroll: int = 1,
                                   max_grad_norm=MAX_GRAD_NORM, adam_eps=ADAM_EPSILON),
         train=lstmjax.TrainConfig(batch_size=shape.batch_size, seq_len=shape.seq_len,
                                   loss_scale="mean", seed=seed))
-    run = setup(config, steps_per_epoch=1)
+    trainer = build_trainer(config, steps_per_epoch=1)
     inputs, targets = (jnp.asarray(a) for a in make_batch(shape, seed))
-    return run.train_step, (run.state, run.carry, inputs, targets)
+    return trainer.train_step, (trainer.state, trainer.carry, inputs, targets)
 
 
 def lstmjax_runner(shape: Shape, *, engine: str, unroll: int = 1, remat_chunk: int | None = None,
                    precision: str = "float32", seed: int = 0) -> Runner:
-    """lstmjax's own train step (built by ``lstmjax.build.setup``) with ``engine``, ``unroll``
-    and ``remat_chunk`` (``ModelConfig``'s). The notes say what runs (:func:`_lstmjax_notes`).
+    """lstmjax's own train step (built by ``lstmjax.build.build_trainer``) with ``engine``,
+    ``unroll`` and ``remat_chunk`` (``ModelConfig``'s). The notes say what runs
+    (:func:`lstmjax_notes`).
 
     ``precision`` is unused: the driver's ``jax_default_matmul_precision`` governs.
     """
@@ -213,10 +214,10 @@ def lstmjax_runner(shape: Shape, *, engine: str, unroll: int = 1, remat_chunk: i
 
     return Runner(f"lstmjax {lstmjax_label(**options)}",
                   TrainStep(train, lambda: _flatten(state["train"].params)),
-                  _lstmjax_notes(shape, **options))
+                  lstmjax_notes(shape, **options))
 
 
-def _lstmjax_notes(shape: Shape, **options: Any) -> str:
+def lstmjax_notes(shape: Shape, **options: Any) -> str:
     """``engine=...`` (and ``unroll=``, ``remat=``) as asked, then, where ``resolve_engines``
     does not just run the request (``"auto"``, a fallback), the engine each layer runs and why."""
     config = lstmjax_config(shape, **options)

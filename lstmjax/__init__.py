@@ -24,12 +24,14 @@ Layers of the library:
            (cell, params) per layer; one registry, ``convert.CONVERTERS``.
   data     named corpora, vocabularies, truncated-BPTT windows.
   steps    TrainState, the jitted train and eval steps, evaluate.
-  setup    setup(config, ...): the one builder of a run (model, optimizer, steps, fresh or
-           restored state) for training, eval, sample and the benchmarks.
+  build    build_trainer(config, steps_per_epoch, ...) -> Trainer (model, optimizer, train step,
+           fresh or restored state: training and the benchmarks) and load_params(config, ...)
+           -> TrainedModel (a checkpoint's parameters alone: eval, sample, export).
   rundir   the run directory: its files, the checkpoint payload, the resume rules.
   parallel the device mesh of data parallelism (Placement) and the launch of several processes.
-  train    the train(config, workdir) loop; trained: eval and sample of a run directory;
-           checkpoint (orbax), sample (generation), presets, cli.
+  train    the train(config, workdir) loop and its pieces; trained: eval and sample of a run
+           directory; metrics: perplexity, bits, the metric log; results: summaries and curves
+           of run directories; checkpoint (orbax), sample (generation), presets, cli.
 
 Importing lstmjax does no work beyond importing jax and flax: no device queries, no file reads.
 The training names (``evaluate``, ``generate``, ``load_corpus``, ``Checkpoints``, ...) are

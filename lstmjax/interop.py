@@ -42,7 +42,7 @@ import dataclasses
 import os
 import pathlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -371,8 +371,10 @@ def import_run(weights: str | os.PathLike, workdir: str | os.PathLike, *,
 
 
 def export_run(workdir: str | os.PathLike, out: str | os.PathLike, *,
-               checkpoint: str = "latest", names: str = "ptb") -> tuple[int, int]:
-    """``lstmjax export``: a run's checkpoint written to ``out`` as a torch state dict (``.pt``,
+               checkpoint: int | Literal["latest", "best"] = "latest", names: str = "ptb"
+               ) -> tuple[int, int]:
+    """``lstmjax export``: a run's checkpoint (``"latest"``, ``"best"`` or a step number, as
+    :func:`lstmjax.trained.load_run` reads it) written to ``out`` as a torch state dict (``.pt``,
     ``.pth``) or TF1 variables (``.npz``, with ``names`` "ptb" or "r2rt"); return ``(step,
     number of arrays)``."""
     from lstmjax.trained import load_run

@@ -62,6 +62,24 @@ class StopRequests:
         if self.signum is None:
             self.signum, self.elsewhere = signum, True
 
+    def agreed(self, at_log_step: bool, num_processes: int, agree: Callable[[int], int]) -> bool:
+        """Whether a stop request ends the run after this step.
+
+        In one process: any request received. With ``num_processes`` > 1: one that any process
+        received, only at log steps, where every process calls ``agree(signum or 0)`` (a
+        collective that returns the largest: ``lstmjax.parallel.max_over_processes``) and adopts
+        its answer. The agreed answer counts, not the local flag: a signal may land during the
+        collective.
+        """
+        if num_processes == 1:
+            return self.requested
+        if not at_log_step:
+            return False
+        signum = agree(self.signum or 0)
+        if signum:
+            self.adopt(signum)
+        return bool(signum)
+
     def _handle(self, signum, frame):
         if self.signum is None:
             self.signum = signum

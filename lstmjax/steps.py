@@ -4,7 +4,8 @@
 donates its state and carry; the dropout key is ``fold_in(state.rng, state.step)``, so a resumed
 run draws the same masks as one that never stopped. The carry crosses windows under
 ``stop_gradient`` (truncated BPTT) and is reset at each epoch and for each evaluated split.
-:func:`lstmjax.build.setup` builds them for a config; :func:`lstmjax.train.train` runs the loop.
+:func:`lstmjax.build.build_trainer` builds them for a config; :func:`lstmjax.train.train` runs
+the loop.
 """
 
 from __future__ import annotations
@@ -174,12 +175,20 @@ def init_params(model: RNNLanguageModel, key: jax.Array) -> Any:
     return model.init(key, tokens, zero_carry(model.config, 1))["params"]
 
 
+def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    """``(parameter key, run key)`` of a run's ``train.seed``: the one split that fresh
+    parameters (:func:`init_params`) and the train state's PRNG key come from."""
+    init_key, rng = jax.random.split(jax.random.key(seed))
+    return init_key, rng
+
+
 def init_state(model: RNNLanguageModel, optimizer: optax.GradientTransformation, *, seed: int,
                params: Any = None, averaging: bool = False) -> TrainState:
     """A train state at step 0: fresh parameters from ``seed`` (or ``params``, e.g. imported
-    weights), fresh optimizer state, the run's PRNG key from ``seed``, and with ``averaging``
-    (NT-ASGD: :func:`lstmjax.optim.averages_iterates`) an average not yet started."""
-    init_key, rng = jax.random.split(jax.random.key(seed))
+    weights), fresh optimizer state, the run's PRNG key from ``seed`` (both by
+    :func:`seed_keys`), and with ``averaging`` (NT-ASGD: :func:`lstmjax.optim.averages_iterates`)
+    an average not yet started."""
+    init_key, rng = seed_keys(seed)
     if params is None:
         params = init_params(model, init_key)
     return TrainState(params=params, opt_state=optimizer.init(params),

@@ -1,6 +1,6 @@
-"""The one setup and the run directory's rules: readers restore the parameters alone (bit-exact,
-past damaged steps), the resume rules come from the config fields' metadata, and importing
-lstmjax loads neither the data layer's I/O nor orbax."""
+"""The builders and the run directory's rules: readers restore the parameters alone (bit-exact,
+past damaged steps), fresh parameters are a trainer's, the resume rules come from the config
+fields' metadata, and importing lstmjax loads neither the data layer's I/O nor orbax."""
 
 import dataclasses
 import json
@@ -15,10 +15,11 @@ import pytest
 
 import lstmjax.build
 from lstmjax import rundir
+from lstmjax._checks import FieldError
+from lstmjax.build import build_trainer, load_params
 from lstmjax.config import resumable_fields
 from lstmjax.data import Position, Vocab
 from lstmjax.presets import PRESETS
-from lstmjax.build import setup
 
 VOCAB = Vocab(tuple("\n abcdefgh"), "char")
 CONFIG = dataclasses.replace(PRESETS["tiny"], model=dataclasses.replace(
@@ -27,7 +28,7 @@ CONFIG = dataclasses.replace(PRESETS["tiny"], model=dataclasses.replace(
 
 def test_readers_restore_the_parameters_alone_bit_exact_past_damaged_steps(tmp_path,
                                                                            monkeypatch):
-    trainer = setup(CONFIG, steps_per_epoch=1)
+    trainer = build_trainer(CONFIG, steps_per_epoch=1)
     saved = {}
     with rundir.RunDirectory(tmp_path).checkpoints(CONFIG) as checkpoints:
         for step, valid_loss in ((1, 3.0), (2, 1.0), (3, 2.0)):  # best: 2, then 3
@@ -45,9 +46,13 @@ def test_readers_restore_the_parameters_alone_bit_exact_past_damaged_steps(tmp_p
     monkeypatch.setattr(lstmjax.build, "make_optimizer", no_optimizer)
     warnings = []
     with rundir.RunDirectory(tmp_path).checkpoints(CONFIG) as checkpoints:
-        best = setup(CONFIG, checkpoints=checkpoints, step="best", on_warning=warnings.append)
-        latest = setup(CONFIG, checkpoints=checkpoints)
-    assert best.step == 3 and best.state is None and best.optimizer is None
+        best = load_params(CONFIG, checkpoints=checkpoints, step="best",
+                           on_warning=warnings.append)
+        latest = load_params(CONFIG, checkpoints=checkpoints)
+        with pytest.raises(FileNotFoundError, match=r"no checkpoint for step 5 in .*; it holds "
+                                                    r"steps \[1, 2, 3\]"):
+            load_params(CONFIG, checkpoints=checkpoints, step=5)
+    assert best.step == 3
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(best.params), saved[3])
     assert latest.step == 3 and best.extra["valid_loss"] == 2.0
     assert len(warnings) == 1 and "step 2: state item missing" in warnings[0]
@@ -66,9 +71,21 @@ def test_resume_rules_follow_the_config_field_metadata(tmp_path):
         rundir.check_resume(other, saved, tmp_path)
 
 
+def test_fresh_parameters_are_a_fresh_trainers():
+    """load_params without checkpoints draws the parameters from train.seed by the split that
+    a trainer's state uses (steps.seed_keys); a trainer restored from a checkpoint continues."""
+    trainer = build_trainer(CONFIG, steps_per_epoch=1)
+    fresh = load_params(CONFIG)
+    assert fresh.step == 0 and fresh.extra == {}
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(fresh.params),
+                 jax.device_get(trainer.state.params))
+
+
 def test_a_config_without_vocab_size_is_refused_naming_the_field():
-    with pytest.raises(ValueError, match=r"model.vocab_size is unset"):
-        setup(PRESETS["tiny"])
+    for build in (load_params, lambda config: build_trainer(config, steps_per_epoch=1)):
+        with pytest.raises(FieldError, match=r"model.vocab_size is unset") as error:
+            build(PRESETS["tiny"])
+        assert error.value.field == "model.vocab_size"
 
 
 def test_importing_lstmjax_loads_no_data_io_and_no_orbax():

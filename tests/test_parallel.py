@@ -23,12 +23,12 @@ import pytest
 from helpers import assert_trees_close, trainer_env
 
 from lstmjax import rundir
+from lstmjax.build import build_trainer
 from lstmjax.checkpoint import Checkpoints
 from lstmjax.data import Position
 from lstmjax.metrics import MetricsLog
 from lstmjax.parallel import initialize, make_placement
 from lstmjax.presets import PRESETS
-from lstmjax.build import setup
 from lstmjax.train import train
 
 pytestmark = pytest.mark.usefixtures("standard_promotion")
@@ -64,7 +64,7 @@ def _curve(workdir, split="train"):
 
 def _restore(workdir, config):
     with Checkpoints(workdir / "checkpoints") as checkpoints:
-        return setup(dataclasses.replace(config, model=dataclasses.replace(
+        return build_trainer(dataclasses.replace(config, model=dataclasses.replace(
             config.model, vocab_size=VOCAB_SIZE)), steps_per_epoch=10, checkpoints=checkpoints)
 
 
@@ -94,8 +94,8 @@ def test_mesh_eight_devices_train_as_one_and_resume_on_one(tmp_path):
         np.testing.assert_allclose(_curve(tmp_path / other)[1], eight, rtol=1e-5, err_msg=other)
         np.testing.assert_allclose(_curve(tmp_path / other, "valid")[1],
                                    _curve(tmp_path / "on8", "valid")[1], rtol=1e-5, err_msg=other)
-        assert_trees_close(_restore(tmp_path / other, _config(num_devices=1)).params,
-                           _restore(tmp_path / "on8", _config(num_devices=1)).params,
+        assert_trees_close(_restore(tmp_path / other, _config(num_devices=1)).state.params,
+                           _restore(tmp_path / "on8", _config(num_devices=1)).state.params,
                            rtol=1e-4, atol=1e-6, err_msg=other)
 
 
@@ -127,7 +127,7 @@ def test_mesh_checkpoints_move_between_device_counts_bit_for_bit(tmp_path, saved
 
 
 def _restore_or_fresh(config):
-    return setup(dataclasses.replace(config, model=dataclasses.replace(
+    return build_trainer(dataclasses.replace(config, model=dataclasses.replace(
         config.model, vocab_size=VOCAB_SIZE)), steps_per_epoch=10)
 
 

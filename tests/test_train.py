@@ -4,6 +4,7 @@ respects top-k, and a NaN loss stops the run with its checkpoint intact."""
 
 import dataclasses
 import json
+import math
 import pathlib
 import re
 import shutil
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -18,22 +20,36 @@ import numpy as np
 import pytest
 from helpers import trainer_env
 
+import lstmjax.build
 import lstmjax.optim
 import lstmjax.rundir
-import lstmjax.build
 import lstmjax.train
 import lstmjax.trained
 from lstmjax import ModelConfig, RNNLanguageModel, zero_carry
+from lstmjax._checks import FieldError
 from lstmjax.checkpoint import Checkpoints
-from lstmjax.data import Vocab
+from lstmjax.data import Position, Vocab
 from lstmjax.data.batching import bptt_length
 from lstmjax.metrics import MetricsLog
-from lstmjax.optim import should_start_averaging
+from lstmjax.optim import init_average, should_start_averaging
+from lstmjax.parallel import make_placement
+from lstmjax.preemption import StopRequests
 from lstmjax.presets import PRESETS
 from lstmjax.sample import generate, generate_ids, next_token_distribution
-from lstmjax.steps import evaluate
-from lstmjax.train import train
-from lstmjax.trained import load_run
+from lstmjax.steps import TrainState, evaluate
+from lstmjax.train import (
+    DivergenceCheck,
+    Progress,
+    Saver,
+    StepLog,
+    Validation,
+    check_fits,
+    interruption,
+    past_the_end,
+    train,
+    training_windows,
+)
+from lstmjax.trained import check_checkpoint, load_run
 
 TINY = PRESETS["tiny"]
 
@@ -236,6 +252,10 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, mo
     *_, params, step = load_run(tmp_path)
     assert step == 4
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(params))
+    assert load_run(tmp_path, checkpoint=2)[-1] == 2  # a step number, as lstmjax eval takes it
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint for step 3 in .*; it holds steps "
+                                                r"\[2, 4\] \(pass one of them, 'latest' or 'best'\)"):
+        load_run(tmp_path, checkpoint=3)
 
 
 def test_divergence_stops_the_run_and_the_log_stays_valid_json(tmp_path):
@@ -431,7 +451,7 @@ def test_train_step_scales_the_learning_rate_by_the_window_and_averages_the_iter
             _awd(), model=dataclasses.replace(TINY.model, vocab_size=13),
             optim=dataclasses.replace(_awd().optim, learning_rate=lr),
             train=dataclasses.replace(_awd().train, random_bptt=random_bptt))
-        return lstmjax.build.setup(config, steps_per_epoch=10)
+        return lstmjax.build.build_trainer(config, steps_per_epoch=10)
 
     tokens = np.random.default_rng(0).integers(0, 13, (4, 5)).astype(np.int32)
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
@@ -465,3 +485,221 @@ def test_activation_penalties_reach_the_run_log(tmp_path):
     _quiet_train(config, tmp_path)
     records = [r for r in MetricsLog(tmp_path / "metrics.jsonl").read() if r["split"] == "train"]
     assert records and all(r["ar"] > 0 and r["tar"] > 0 for r in records)
+
+
+# -- the loop's pieces, on fake metrics and tiny arrays (no training, no compilation) ------------
+
+VOCAB = Vocab(tuple("\n abcdefgh"), "char")
+
+
+class _FakeCheckpoints:
+    """What the loop's pieces use of lstmjax.checkpoint.Checkpoints, recording the saves."""
+
+    def __init__(self, latest=None, directory="/runs/a/checkpoints"):
+        self.latest, self.directory = latest, pathlib.Path(directory)
+        self.saved, self.waited = [], False
+
+    def latest_step(self):
+        return self.latest
+
+    def save(self, step, state, extra, *, metric=None, force=False):
+        self.saved.append((step, state, extra, metric, force))
+
+    def wait_until_finished(self):
+        self.waited = True
+
+
+def test_divergence_check_names_the_step_the_problem_and_the_last_checkpoint():
+    check = DivergenceCheck(TINY, 10, _FakeCheckpoints(latest=4))
+    bound = math.log(10) + 20
+    check.check("training loss", bound - 0.01, 3, grad_norm=1e30)  # nothing wrong
+    assert check.problem(bound + 0.1) == "exceeds the divergence bound log(V) + 20 = 22.3 nats"
+    assert check.problem(1.0, math.inf) == "has a gradient norm of inf"
+    assert check.problem(math.nan, math.inf) == "is not finite"
+    with pytest.raises(FloatingPointError, match=r"^the validation loss nan at step 6 is not "
+                                                 r"finite; the last good checkpoint is step 4 in "
+                                                 r"/runs/a/checkpoints\. Lower optim\.learning_rate"):
+        check.check("validation loss", math.nan, 6)
+
+
+def test_step_log_writes_one_record_of_the_steps_since_the_last(tmp_path):
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    steps = StepLog(log, 10, steps_per_epoch=20, engine="scan unroll=1 (named)")
+
+    def metrics(loss):
+        return {"loss": np.float32(loss), "grad_norm": np.float32(2 * loss),
+                "learning_rate": np.float32(0.5), "ar": np.float32(loss / 4)}
+
+    for loss in (1.0, 3.0):
+        steps.add(metrics(loss), 32)
+    record, per_step = steps.flush(12)
+    assert per_step == [(11, 1.0, 2.0), (12, 3.0, 6.0)]
+    assert log.read() == [record]
+    assert {k: record[k] for k in ("step", "split", "epoch", "engine", "loss", "grad_norm",
+                                   "learning_rate", "ar")} == {
+        "step": 12, "split": "train", "epoch": 0.6, "engine": "scan unroll=1 (named)",
+        "loss": 2.0, "grad_norm": 6.0, "learning_rate": 0.5, "ar": 0.5}
+    assert "tar" not in record
+    assert record["perplexity"] == pytest.approx(math.exp(2.0))
+    assert record["bits_per_token"] == pytest.approx(2.0 / math.log(2))
+    assert record["tokens_per_s"] == pytest.approx(64 / (2 * record["step_time_s"]))
+    steps.add(metrics(5.0), 32)
+    assert steps.flush(13)[1] == [(13, 5.0, 10.0)]  # the next record starts after the last
+
+
+def test_progress_shows_plain_lines_with_the_time_left_when_not_on_a_terminal(capsys):
+    lines = []
+    shown = Progress(10, 50, enabled=True, print_fn=lines.append)  # stderr is captured: no tty
+    record = {"loss": 2.0, "perplexity": 7.389, "tokens_per_s": 12345.6}
+    for elapsed, eta in ((30, "90 s"), (100, "5 min")):  # 10 steps done, 30 to go
+        shown.start_time = time.perf_counter() - elapsed
+        shown.logged(record, 20)
+        assert lines[-1] == f"step 20/50: loss 2.0000, perplexity 7.389, 12,346 tokens/s, ETA {eta}"
+    shown.write("a line")
+    assert lines[-1] == "a line"
+    shown.close()
+    quiet = Progress(10, 50, enabled=False, print_fn=lines.append)
+    quiet.logged(record, 20)
+    assert lines[-1] == "a line"
+
+
+def _nt_asgd_state():
+    params = {"w": jnp.zeros(2)}
+    return TrainState(params=params, opt_state=(), step=jnp.zeros((), jnp.int32),
+                      rng=jax.random.key(0), average=init_average(params))
+
+
+def _validation(tmp_path, losses, earlier=(), lines=None):
+    """A Validation whose trainer's evaluation returns ``losses`` in turn (NT-ASGD, nonmono 1)."""
+    config = dataclasses.replace(TINY, optim=dataclasses.replace(
+        TINY.optim, optimizer="nt_asgd", nt_asgd_nonmono=1))
+    returned = iter(losses)
+    trainer = SimpleNamespace(
+        config=config, placement=make_placement(),
+        evaluate=lambda params, ids: {"loss": (loss := next(returned)),
+                                      "perplexity": math.exp(loss)})
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    validation = Validation(trainer, np.zeros(10, np.int32), log,
+                            DivergenceCheck(config, 10, _FakeCheckpoints()),
+                            write=(lines if lines is not None else []).append,
+                            steps_per_epoch=10, losses=earlier)
+    return validation, log
+
+
+def test_validation_logs_each_result_and_starts_nt_asgd_at_its_trigger(tmp_path):
+    """nonmono 1: a validation loss above the best of all but the last earlier one starts the
+    average (the 4th here); a resumed run's trigger reads the losses saved before."""
+    lines = []
+    validation, log = _validation(tmp_path, [3.0, 2.0, 2.5, 2.4, 2.6], lines=lines)
+    state = _nt_asgd_state()
+    for step in (2, 4, 6, 8, 10):
+        result, state = validation(step, state)
+    assert result["loss"] == 2.6 and validation.losses == [3.0, 2.0, 2.5, 2.4, 2.6]
+    assert int(state.average.start) == 8
+    assert [(r["step"], r["epoch"], r["split"], r["averaged"]) for r in log.read()] == [
+        (2, 0.2, "valid", False), (4, 0.4, "valid", False), (6, 0.6, "valid", False),
+        (8, 0.8, "valid", False), (10, 1.0, "valid", True)]
+    assert lines == ["step 8: NT-ASGD starts averaging (valid loss 2.4000 above the best before "
+                     "the last 1 validations); evaluation uses the average from here on"]
+    (tmp_path / "resumed").mkdir()
+    resumed, _ = _validation(tmp_path / "resumed", [2.4], earlier=[3.0, 2.0, 2.5])
+    assert int(resumed(8, _nt_asgd_state())[1].average.start) == 8
+
+
+def test_validation_stops_a_diverged_run_after_logging_it(tmp_path):
+    validation, log = _validation(tmp_path, [math.nan])
+    with pytest.raises(FloatingPointError, match=r"the validation loss nan at step 2 is not finite"):
+        validation(2, _nt_asgd_state())
+    assert [r["step"] for r in log.read()] == [2]
+
+
+def test_saver_writes_the_engine_choices_before_each_checkpoint(tmp_path):
+    checkpoints, engines = _FakeCheckpoints(), {}
+    config = dataclasses.replace(TINY, model=dataclasses.replace(TINY.model, vocab_size=10))
+    directory = lstmjax.rundir.RunDirectory(tmp_path)
+    saver = Saver(checkpoints, directory, config, VOCAB, make_placement(), engines=engines)
+    saver.write_engines()
+    assert json.loads(directory.engines_file.read_text()) == {}
+    engines["lstm I=16 B=4 T=8"] = {"engine": "scan", "unroll": 1, "reason": "named"}
+    carry = {"h": np.ones((4, 2), np.float32)}
+    saver.save(4, Position(0, 4), carry, _nt_asgd_state(), [2.5, 2.0], valid_loss=2.0,
+               force=True)
+    assert json.loads(directory.engines_file.read_text()) == engines
+    ((step, payload, extra, metric, force),) = checkpoints.saved
+    assert (step, metric, force) == (4, 2.0, True)
+    assert extra["valid_losses"] == [2.5, 2.0] and extra["valid_loss"] == 2.0
+    assert extra["position"] == Position(0, 4).to_dict() and extra["config"] == config.to_dict()
+    np.testing.assert_array_equal(payload["carry"]["h"], carry["h"])
+    other = lstmjax.rundir.RunDirectory(tmp_path / "other")
+    Saver(checkpoints, other, config, VOCAB, make_placement(), engines=None).write_engines()
+    assert not other.engines_file.exists()
+
+
+def test_interruption_says_where_the_run_is_saved_and_how_to_resume():
+    stop = StopRequests()
+    stop.signum = signal.SIGTERM
+    checkpoints = _FakeCheckpoints(latest=4)
+    error = interruption(stop, checkpoints, 6, saved_in=pathlib.Path("/runs/a/checkpoints"))
+    assert checkpoints.waited and error.exit_code == 143
+    assert str(error) == ("interrupted by SIGTERM at step 6: checkpoint 6 is saved in "
+                          "/runs/a/checkpoints; run the same command again to resume")
+    unsaved = interruption(stop, _FakeCheckpoints(), 6, saved_in=None)
+    assert "at step 6: nothing new to save (no checkpoint was written yet); run" in str(unsaved)
+
+
+def test_stop_requests_are_agreed_on_at_log_steps_across_processes():
+    alone = StopRequests()
+    assert not alone.agreed(True, 1, None)
+    alone.signum = signal.SIGINT
+    assert alone.agreed(False, 1, None)  # one process: at any step
+    calls = []
+
+    def agree(signum):  # another process received SIGTERM
+        calls.append(signum)
+        return int(signal.SIGTERM)
+
+    other = StopRequests()
+    assert not other.agreed(False, 2, agree) and calls == []  # between log steps: no collective
+    assert other.agreed(True, 2, agree) and calls == [0]
+    assert other.name() == "SIGTERM (received by another process of the run)"
+
+
+def test_requests_that_do_not_fit_name_their_field():
+    corpus = SimpleNamespace(vocab=VOCAB, train=np.zeros(400, np.int32),
+                             valid=np.zeros(7, np.int32), test=None)
+    assert check_fits(_tiny(eval_batch_size=3), corpus) == (400 // 4 - 1) // 8
+    with pytest.raises(FieldError, match=r"use at most 3") as error:
+        check_fits(_tiny(eval_batch_size=4), corpus)
+    assert error.value.field == "train.eval_batch_size"
+    with pytest.raises(FieldError) as error:
+        check_fits(dataclasses.replace(TINY, model=dataclasses.replace(TINY.model, vocab_size=5)),
+                   corpus)
+    assert error.value.field == "model.vocab_size"
+    by_steps = past_the_end(pathlib.Path("run"), 4, 2, _tiny(max_steps=2).train, 12)
+    assert by_steps.field == "train.max_steps"
+    assert str(by_steps).startswith("run is at step 4, past the end that train.max_steps=2 sets "
+                                    "(step 2); raise it above 4")
+    by_epochs = past_the_end(pathlib.Path("run"), 30, 24,
+                             _tiny(max_steps=None, num_epochs=2).train, 12)
+    assert by_epochs.field == "train.num_epochs"
+    assert "past the end that train.num_epochs=2 (12 steps per epoch) sets" in str(by_epochs)
+
+
+def test_training_windows_continue_from_the_position_with_each_steps_length():
+    ids = np.arange(400, dtype=np.int32) % 13
+    plain = list(training_windows(ids, _tiny().train, Position(0, 2), 3, 7))
+    assert len(plain) == 4 and all(w.inputs.shape == (4, 8) for w in plain)
+    assert plain[0].position == Position(0, 2)
+    drawn = list(training_windows(ids, _awd().train, Position(), 3, 7))
+    assert [w.inputs.shape[1] for w in drawn] == [bptt_length(TINY.train.seed, k, 8)
+                                                  for k in range(3, 7)]
+
+
+def test_checkpoint_choices_are_checked_naming_the_argument():
+    for good in ("latest", "best", 0, np.int64(1500)):
+        check_checkpoint(good)
+    for bad in ("newest", -1, True, 1.5, "1500"):
+        with pytest.raises(FieldError, match=r"checkpoint must be 'latest', 'best' or a step "
+                                             r"number \(an int >= 0\), got") as error:
+            check_checkpoint(bad)
+        assert error.value.field == "checkpoint"
