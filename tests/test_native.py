@@ -8,6 +8,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from helpers import assert_trees_close, random_cell_inputs
 from test_layer_engines import (
@@ -113,3 +114,66 @@ def test_unbuilt_kernel_is_listed_and_says_why(monkeypatch, rng):
     params, carry, xs = random_cell_inputs(cell, rng, batch=BATCH, steps=3, features=FEATURES)
     assert_trees_close(lstmjax.run_layer(cell, params, carry, xs, engine="native"),
                        lstmjax.run_layer(cell, params, carry, xs, engine="fused"), rtol=0, atol=0)
+
+
+def _kernel_call(direction, operands, results, **wrong):
+    """One direct call of the kernel's FFI target ``direction`` for an LSTM layer, with the
+    operand or result shapes and dtypes of ``wrong`` (name -> ``(shape, dtype)``) instead."""
+    def array(name, spec):
+        shape, dtype = wrong.get(name, spec)
+        return jnp.zeros(shape, dtype)
+
+    def result(name, spec):
+        shape, dtype = wrong.get(name, spec)
+        return jax.ShapeDtypeStruct(shape, dtype)
+
+    call = jax.ffi.ffi_call(direction, [result(name, spec) for name, spec in results.items()])
+    attributes = {"cell": np.int32(0), "reverse": np.int32(0), "cell_clip": np.float64(-1.0)}
+    if direction == native._FORWARD:
+        attributes["forget_bias"] = np.float64(1.0)
+    return jax.block_until_ready(
+        call(*(array(name, spec) for name, spec in operands.items()), **attributes))
+
+
+F32, PRED = jnp.float32, jnp.bool_
+_STATE, _SEQUENCE, _GATES, _EMPTY = ((1, 2), F32), ((2, 1, 2), F32), ((2, 8), F32), ((0,), F32)
+KERNEL_CALLS = {  # T=2, B=1, H=2 (G=8): (operands, results) of each direction
+    native._FORWARD: (
+        {"x_proj": _GATES, "bias": ((8,), F32), "w1": ((2, 8), F32), "w2": _EMPTY,
+         "rbias": _EMPTY, "h0": _STATE, "c0": _STATE, "valid": ((0,), PRED),
+         "resets": ((2, 1), PRED), "mask": _EMPTY},
+        {"acts": _GATES, "ys": _SEQUENCE, "h": _STATE, "c": _STATE, "h_in": _SEQUENCE,
+         "aux": _SEQUENCE}),
+    native._BACKWARD: (
+        {"acts": _GATES, "h_in": _SEQUENCE, "aux": _SEQUENCE, "w1": ((2, 8), F32), "w2": _EMPTY,
+         "d_ys": _SEQUENCE, "d_h": _STATE, "d_c": _STATE, "valid": ((2, 1), PRED),
+         "resets": ((0,), PRED), "mask": ((1, 2), F32)},
+        {"d_gates": _GATES, "d_h0": _STATE, "d_c0": _STATE, "d_aux": _EMPTY}),
+}
+
+
+@needs_kernel
+@pytest.mark.parametrize(("direction", "name", "wrong"), [
+    (native._FORWARD, "x_proj", ((2, 7), F32)),
+    (native._FORWARD, "w1", ((3, 8), F32)),
+    (native._FORWARD, "h0", ((1, 3), F32)),
+    (native._FORWARD, "valid", ((2, 1), F32)),
+    (native._FORWARD, "bias", ((8,), jnp.int32)),
+    (native._FORWARD, "acts", ((2, 9), F32)),
+    (native._FORWARD, "c", ((0,), F32)),
+    (native._FORWARD, "h_in", ((2, 1, 3), F32)),
+    (native._BACKWARD, "aux", ((2, 2, 2), F32)),
+    (native._BACKWARD, "mask", ((2, 1), F32)),
+    (native._BACKWARD, "d_gates", ((1, 8), F32)),
+    (native._BACKWARD, "d_h0", ((2, 2), F32)),
+    (native._BACKWARD, "d_aux", _SEQUENCE),
+    (native._BACKWARD, "d_ys", ((2, 1, 2), jnp.int32)),
+])
+def test_kernel_checks_every_operand_and_result_at_its_boundary(direction, name, wrong):
+    """A call of the FFI targets with one array of the wrong shape or type is an error that names
+    the kernel, not a read or write out of bounds; the same call with every array right runs."""
+    operands, results = KERNEL_CALLS[direction]
+    native._library()  # registers the targets
+    _kernel_call(direction, operands, results)
+    with pytest.raises(Exception, match="lstmjax native kernel: "):
+        _kernel_call(direction, operands, results, **{name: wrong})

@@ -839,6 +839,20 @@ bool optional_shape(ffi::AnyBuffer buffer, std::initializer_list<int64_t> dims) 
   return buffer.element_count() == 0 || has_shape(buffer, dims);
 }
 
+bool same_shape(ffi::AnyBuffer a, ffi::AnyBuffer b) {
+  auto x = a.dimensions(), y = b.dimensions();
+  return x.size() == y.size() && std::equal(x.begin(), x.end(), y.begin());
+}
+
+// Every buffer of `floats` in the gate buffer's type: the kernel reads each as one type.
+ffi::Error check_types(ffi::AnyBuffer acts, std::initializer_list<ffi::AnyBuffer> floats) {
+  const bool ok = std::all_of(floats.begin(), floats.end(), [&](ffi::AnyBuffer buffer) {
+    return buffer.element_type() == acts.element_type();
+  });
+  return check(ok, "every operand and result but valid and resets must have the gate buffer's "
+                   "float type");
+}
+
 // `sequence` is a [T, B, H] operand or result (ys, d_ys); the gate buffer is [T * B, G].
 ffi::Error check_layer(int32_t cell, ffi::AnyBuffer acts, ffi::AnyBuffer sequence,
                        ffi::AnyBuffer valid, ffi::AnyBuffer resets, ffi::AnyBuffer mask) {
@@ -852,7 +866,8 @@ ffi::Error check_layer(int32_t cell, ffi::AnyBuffer acts, ffi::AnyBuffer sequenc
   if (acts.element_type() != ffi::F32 && acts.element_type() != ffi::F64) {
     return check(false, "float32 or float64 only");
   }
-  if (!optional_shape(valid, {steps, batch}) || !optional_shape(resets, {steps, batch})) {
+  if (!optional_shape(valid, {steps, batch}) || !optional_shape(resets, {steps, batch}) ||
+      valid.element_type() != ffi::PRED || resets.element_type() != ffi::PRED) {
     return check(false, "valid and resets must be bool[T, B] or empty");
   }
   if (!optional_shape(mask, {batch, hidden})) return check(false, "mask must be [B, H] or empty");
@@ -874,6 +889,15 @@ ffi::Error check_operands(int32_t cell, ffi::AnyBuffer sequence, ffi::AnyBuffer 
     return check(false, "the states must be [B, H] (c for the LSTM only)");
   }
   return ffi::Error::Success();
+}
+
+// The per-step arrays saved for the backward pass: h_in [T, B, H], and aux [T, B, H] (empty for
+// the RNN, which saves none).
+ffi::Error check_saved(int32_t cell, ffi::AnyBuffer sequence, ffi::AnyBuffer h_in,
+                       ffi::AnyBuffer aux) {
+  const bool aux_ok = cell == kRNN ? aux.element_count() == 0 : same_shape(aux, sequence);
+  return check(same_shape(h_in, sequence) && aux_ok,
+               "the saved h_in and aux must be [T, B, H] (no aux for the RNN)");
 }
 
 template <typename T>
@@ -926,6 +950,14 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x_proj, ffi::AnyBuffer bias, ffi::AnyBuffe
       !(cell == kGRUResetAfter ? has_shape(rbias, {hidden}) : rbias.element_count() == 0)) {
     return check(false, "bias must be [G], and rbias [H] for the cuDNN-form GRU only");
   }
+  if (!same_shape(*acts, x_proj)) return check(false, "acts must be shaped as x_proj");
+  if (auto error = check_operands(cell, *ys, w1, w2, *h, *c); error.failure()) return error;
+  if (auto error = check_saved(cell, *ys, *h_in, *aux); error.failure()) return error;
+  if (auto error = check_types(x_proj, {bias, w1, w2, rbias, h0, c0, mask, *acts, *ys, *h, *c,
+                                        *h_in, *aux});
+      error.failure()) {
+    return error;
+  }
   auto args = std::forward_as_tuple(x_proj, bias, w1, w2, rbias, h0, c0, valid, resets, mask,
                                     acts, ys, h, c, h_in, aux, cell, reverse, forget_bias,
                                     cell_clip);
@@ -969,12 +1001,20 @@ ffi::Error BackwardImpl(ffi::AnyBuffer acts, ffi::AnyBuffer h_in, ffi::AnyBuffer
     return error;
   }
   if (auto error = check_operands(cell, d_ys, w1, w2, d_h, d_c); error.failure()) return error;
-  const bool aux_ok = cell == kRNN ? aux.element_count() == 0
-                                   : has_shape(aux, {d_ys.dimensions()[0], d_ys.dimensions()[1],
-                                                     d_ys.dimensions()[2]});
-  if (!has_shape(h_in, {d_ys.dimensions()[0], d_ys.dimensions()[1], d_ys.dimensions()[2]}) ||
-      !aux_ok) {
-    return check(false, "the saved h_in and aux must be [T, B, H] (no aux for the RNN)");
+  if (auto error = check_saved(cell, d_ys, h_in, aux); error.failure()) return error;
+  if (auto error = check_operands(cell, d_ys, w1, w2, *d_h0, *d_c0); error.failure()) {
+    return error;
+  }
+  const bool d_aux_ok = cell == kGRUResetAfter ? same_shape(*d_aux, d_ys)
+                                               : d_aux->element_count() == 0;
+  if (!same_shape(*d_gates, acts) || !d_aux_ok) {
+    return check(false, "d_gates must be shaped as acts, and d_aux as d_ys for the cuDNN-form "
+                        "GRU only (else empty)");
+  }
+  if (auto error = check_types(acts, {h_in, aux, w1, w2, d_ys, d_h, d_c, mask, *d_gates, *d_h0,
+                                      *d_c0, *d_aux});
+      error.failure()) {
+    return error;
   }
   if (acts.untyped_data() != d_gates->untyped_data()) {
     std::memcpy(d_gates->untyped_data(), acts.untyped_data(), acts.size_bytes());
