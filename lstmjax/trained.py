@@ -14,7 +14,7 @@ import numbers
 import pathlib
 from typing import Any, Literal
 
-from lstmjax._checks import FieldError
+from lstmjax._checks import FieldError, require_choice
 from lstmjax.build import TrainedModel, load_params
 from lstmjax.config import Config
 from lstmjax.data import Vocab, load_corpus
@@ -70,8 +70,10 @@ def evaluate_run(workdir: str | pathlib.Path, *, split: str = "valid",
     ``split`` of its corpus.
 
     ``batch_size`` replaces the run's ``train.eval_batch_size``, ``data_dir`` its
-    ``data.data_dir`` (corpus files moved since training). Raises as :func:`load_run`.
+    ``data.data_dir`` (corpus files moved since training). Raises as :func:`load_run`, and a
+    FieldError for a ``split`` other than "valid" and "test".
     """
+    require_choice("split", split, ("valid", "test"))
     trained, _ = _restore(workdir, checkpoint)
     data = trained.config.data
     corpus = load_corpus(**{**dataclasses.asdict(data), "data_dir": data_dir or data.data_dir})

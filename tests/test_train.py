@@ -695,7 +695,7 @@ def test_training_windows_continue_from_the_position_with_each_steps_length():
                                                   for k in range(3, 7)]
 
 
-def test_checkpoint_choices_are_checked_naming_the_argument():
+def test_reader_arguments_are_checked_naming_the_argument(tmp_path):
     for good in ("latest", "best", 0, np.int64(1500)):
         check_checkpoint(good)
     for bad in ("newest", -1, True, 1.5, "1500"):
@@ -703,3 +703,7 @@ def test_checkpoint_choices_are_checked_naming_the_argument():
                                              r"number \(an int >= 0\), got") as error:
             check_checkpoint(bad)
         assert error.value.field == "checkpoint"
+    for arguments in ({"checkpoint": "newest"}, {"split": "train"}):  # before reading anything
+        with pytest.raises(FieldError) as error:
+            lstmjax.trained.evaluate_run(tmp_path, **arguments)
+        assert error.value.field == next(iter(arguments))
