@@ -9,12 +9,14 @@ whose cumulative probability first exceeds the step's uniform number (inverse-CD
 from __future__ import annotations
 
 import functools
+import numbers
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from lstmjax import engines
+from lstmjax._checks import FieldError, require_int
 from lstmjax.model import RNNLanguageModel, zero_carry
 
 
@@ -96,21 +98,21 @@ def generate(
     (so a word-level continuation is separated from its prime by a space, as its words are).
 
     Raises:
-      ValueError: a prime without tokens (empty, or only spaces at word level) or with tokens
-        outside the vocabulary, a ``length`` < 1, a temperature <= 0, or a ``top_k`` outside
-        [0, V].
+      lstmjax._checks.FieldError: naming ``length`` (not an int >= 1), ``temperature`` (not a
+        number > 0), ``top_k`` (not an int in [0, V]) or ``prime`` (no tokens: empty, or only
+        spaces at word level).
+      ValueError: a prime with tokens outside the vocabulary.
     """
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"length must be an int >= 1 (tokens to generate), got {length!r}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}")
-    if not 0 <= top_k <= len(vocab):
-        raise ValueError(f"top_k must lie in [0, V={len(vocab)}] (0: all tokens), got {top_k!r}")
+    require_int("length", length, minimum=1, meaning="tokens to generate")
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not (
+            temperature > 0):
+        raise FieldError("temperature", f"temperature must be a number > 0, got {temperature!r}")
+    require_int("top_k", top_k, maximum=len(vocab), meaning=f"0: all tokens; V={len(vocab)}")
     ids = vocab.encode(prime_text)
     if len(ids) == 0:
         example = "'the'" if vocab.level == "word" else "'The '"
-        raise ValueError(f"the prime {prime_text!r} holds no {vocab.level} token; give one, e.g. "
-                         f"{example}")
+        raise FieldError("prime", f"the prime {prime_text!r} holds no {vocab.level} token; give "
+                         f"one, e.g. {example}")
     prime = jnp.asarray(ids, jnp.int32)[None, :]
     ids = generate_ids(model, variables, prime, jax.random.key(seed), length=length,
                        temperature=float(temperature), top_k=int(top_k))
