@@ -776,3 +776,12 @@ CELLS: dict[str, type[_Cell]] = {
 }
 """The cell registry: config name -> class. The one place a cell is named; config, model and the
 benchmarks read it. A new cell is one class here (with its update function) and its tests."""
+
+
+def cell_options(cls: type) -> tuple[str, ...]:
+    """The options of a cell class: its dataclass fields beyond those every cell has
+    (``hidden_size``, ``kernel_init``, ``param_dtype``, ``dtype``), in declaration order;
+    ``("forget_bias", "use_peepholes", "proj_size", "cell_clip", "proj_clip")`` for LSTM.
+    :data:`lstmjax.config.CELL_OPTIONS` are those a ModelConfig field sets."""
+    shared = {field.name for field in dataclasses.fields(_Cell)}
+    return tuple(field.name for field in dataclasses.fields(cls) if field.name not in shared)

@@ -1,7 +1,13 @@
 """Typed, validated configuration.
 
 Every field is checked when the config is made, so a bad value fails before anything is traced,
-with an error that names the field, the value and the accepted values.
+with an error that names the field, the value and the accepted values: a
+:class:`~lstmjax._checks.FieldError` whose ``field`` is the dotted name (``model.hidden_size``),
+for the command line to name its flag.
+
+DataConfig lives in the data layer (:mod:`lstmjax.data.options`, which load_corpus reads too) and
+is re-exported here. The cell options of ModelConfig are the fields that share a name with an
+option of a cell class in lstmjax.cells.CELLS (:data:`CELL_OPTIONS`).
 
 The dataclass docstrings are the command line's --help (tyro reads them), so they are plain text,
 without reStructuredText markup.
@@ -10,31 +16,46 @@ without reStructuredText markup.
 from __future__ import annotations
 
 import dataclasses
-import os
+import functools
 from typing import Literal, get_args
 
-from lstmjax._checks import require_choice, require_positive_int
-from lstmjax.cells import CELLS
-from lstmjax.data.options import CorpusName, Level, check_options
+from lstmjax._checks import FieldError, require_choice, require_positive_int
+from lstmjax._marks import RESUMABLE
+from lstmjax.cells import CELLS, cell_options
+from lstmjax.data.options import DataConfig
 from lstmjax.engines import ENGINE_NAMES
 from lstmjax.regularizers import has_cell_state
 
 CellType = Literal[tuple(CELLS)]  # the registry's names, for the CLI's choices
 CELL_TYPES: tuple[str, ...] = tuple(CELLS)
 Engine = Literal[ENGINE_NAMES]
-CELL_OPTIONS = ("forget_bias", "use_peepholes", "proj_size", "reset_after", "layer_norm_cell")
-"""ModelConfig fields that are cell options: passed to the cell class that has a field so named.
-Setting one that the chosen cell lacks is an error, except forget_bias, a constant that cells
-without a forget gate ignore (so a recipe's LSTM setting can run with cell="gru")."""
-_IGNORABLE_CELL_OPTIONS = ("forget_bias",)
+IGNORED_BY_OTHER_CELLS = {"ignored_by_other_cells": True}
+"""Field metadata of a cell option that a cell without it ignores: forget_bias, a constant that
+cells without a forget gate have no use for (so a recipe's LSTM setting can run with
+cell="gru"). Setting any other cell option that the chosen cell lacks is an error."""
 InputMode = Literal["embedding", "one_hot"]
 INPUT_MODES: tuple[str, ...] = get_args(InputMode)
 DType = Literal["float32", "bfloat16", "float16"]
 DTYPES: tuple[str, ...] = get_args(DType)
-RESUMABLE = {"resumable": True}
-"""Field metadata of the settings a resumed run may change (lstmjax.rundir's resume rules): how
-long to run, how often to report, where files are, and how the same model is computed (engine,
-unroll, remat_chunk, num_devices); never what is trained."""
+
+
+def _fields_of(section: str):
+    """Decorate a section's ``__post_init__`` so that its FieldErrors name the dotted field
+    (``hidden_size`` -> ``model.hidden_size``; an item, ``layer_sizes[1]``, names its field,
+    ``model.layer_sizes``); the messages keep the names they use."""
+
+    def decorate(post_init):
+        @functools.wraps(post_init)
+        def checked(self):
+            try:
+                post_init(self)
+            except FieldError as error:
+                error.field = f"{section}.{error.field.partition('[')[0]}"
+                raise
+
+        return checked
+
+    return decorate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +144,7 @@ class ModelConfig:
     zoneout_hidden: float = 0.0
     ar: float = 0.0
     tar: float = 0.0
-    forget_bias: float = 1.0
+    forget_bias: float = dataclasses.field(default=1.0, metadata=IGNORED_BY_OTHER_CELLS)
     use_peepholes: bool = False
     proj_size: int | None = None
     reset_after: bool = False
@@ -135,6 +156,7 @@ class ModelConfig:
     param_dtype: DType = "float32"
     dtype: DType = "float32"
 
+    @_fields_of("model")
     def __post_init__(self):
         for name in ("hidden_size", "num_layers", "unroll"):
             require_positive_int(name, getattr(self, name))
@@ -144,13 +166,14 @@ class ModelConfig:
         require_choice("cell", self.cell, CELL_TYPES)
         if self.layer_sizes is not None:
             if len(self.layer_sizes) != self.num_layers:
-                raise ValueError(f"layer_sizes has {len(self.layer_sizes)} sizes for num_layers="
+                raise FieldError("layer_sizes",
+                                 f"layer_sizes has {len(self.layer_sizes)} sizes for num_layers="
                                  f"{self.num_layers}: give one per layer, or leave it None")
-            for size in self.layer_sizes:
-                require_positive_int("layer_sizes[...]", size)
+            for k, size in enumerate(self.layer_sizes):
+                require_positive_int(f"layer_sizes[{k}]", size)
         if self.zoneout_cell and not has_cell_state(CELLS[self.cell](1)):
-            raise ValueError(f"zoneout_cell zones out an LSTM's c, and cell={self.cell!r} has "
-                             "none: use zoneout_hidden")
+            raise FieldError("zoneout_cell", f"zoneout_cell zones out an LSTM's c, and "
+                             f"cell={self.cell!r} has none: use zoneout_hidden")
         require_choice("input_mode", self.input_mode, INPUT_MODES)
         require_choice("engine", self.engine, ENGINE_NAMES)
         require_choice("param_dtype", self.param_dtype, DTYPES)
@@ -159,42 +182,45 @@ class ModelConfig:
                      "zoneout_cell", "zoneout_hidden"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
-                raise ValueError(
+                raise FieldError(
+                    name,
                     f"{name} is a drop probability in [0, 1), got {value!r} "
                     "(TF's keep_prob k is dropout 1 - k)"
                 )
         if self.init_scale is not None and not self.init_scale > 0:
-            raise ValueError(f"init_scale must be > 0 or None, got {self.init_scale!r}")
+            raise FieldError("init_scale",
+                             f"init_scale must be > 0 or None, got {self.init_scale!r}")
         if self.input_mode == "one_hot" and self.embed_size is not None:
-            raise ValueError("embed_size applies to input_mode='embedding' only; leave it None")
+            raise FieldError("embed_size",
+                             "embed_size applies to input_mode='embedding' only; leave it None")
         if self.input_mode == "one_hot" and self.embed_dropout:
-            raise ValueError("embed_dropout drops rows of the embedding table: it needs "
-                             "input_mode='embedding'; use dropout for one-hot inputs")
+            raise FieldError("embed_dropout", "embed_dropout drops rows of the embedding table: "
+                             "it needs input_mode='embedding'; use dropout for one-hot inputs")
         if self.tie_weights:
             if self.input_mode != "embedding":
-                raise ValueError("tie_weights shares the embedding table with the head: it needs "
-                                 "input_mode='embedding'")
+                raise FieldError("tie_weights", "tie_weights shares the embedding table with the "
+                                 "head: it needs input_mode='embedding'")
             output_size = self.proj_size or (self.layer_sizes or [self.hidden_size])[-1]
             if output_size != self.input_size:
-                raise ValueError(
+                raise FieldError(
+                    "tie_weights",
                     f"tie_weights needs the last layer's output size ({output_size}: proj_size, "
                     f"else layer_sizes[-1], else hidden_size) to equal the embedding size "
                     f"({self.input_size}: embed_size, else hidden_size); set "
                     f"embed_size={output_size}")
         for name in ("ar", "tar"):
             if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} is a loss weight >= 0 (0 disables it), got "
+                raise FieldError(name, f"{name} is a loss weight >= 0 (0 disables it), got "
                                  f"{getattr(self, name)!r}")
-        cell_fields = {field.name for field in dataclasses.fields(CELLS[self.cell])}
-        defaults = {field.name: field.default for field in dataclasses.fields(ModelConfig)}
-        for name in CELL_OPTIONS:
-            if name in _IGNORABLE_CELL_OPTIONS:
-                continue
-            if name not in cell_fields and getattr(self, name) != defaults[name]:
-                owners = [cell for cell, cls in CELLS.items()
-                          if name in {f.name for f in dataclasses.fields(cls)}]
-                raise ValueError(f"{name} is an option of cell={' or '.join(map(repr, owners))}, "
-                                 f"not of cell={self.cell!r}; leave it at {defaults[name]!r}")
+        options = cell_options(CELLS[self.cell])
+        for field in dataclasses.fields(self):
+            if (field.name in CELL_OPTIONS and field.name not in options
+                    and not field.metadata.get("ignored_by_other_cells")
+                    and getattr(self, field.name) != field.default):
+                owners = [cell for cell, cls in CELLS.items() if field.name in cell_options(cls)]
+                raise FieldError(field.name, f"{field.name} is an option of cell="
+                                 f"{' or '.join(map(repr, owners))}, not of cell={self.cell!r}; "
+                                 f"leave it at {field.default!r}")
 
     @property
     def input_size(self) -> int:
@@ -204,60 +230,19 @@ class ModelConfig:
         return self.embed_size or self.hidden_size
 
 
+CELL_OPTIONS: tuple[str, ...] = tuple(
+    name for name in dict.fromkeys(option for cls in CELLS.values() for option in cell_options(cls))
+    if name in {field.name for field in dataclasses.fields(ModelConfig)})
+"""ModelConfig fields that are cell options: the options of the cell classes in CELLS
+(lstmjax.cells.cell_options) that a ModelConfig field of the same name sets; lstmjax.model passes
+each to the cells that have it. Setting one that the chosen cell lacks is an error, unless the
+field is marked IGNORED_BY_OTHER_CELLS. A cell option without such a field keeps the cell's
+default (tests/test_config.py lists them)."""
+
 
 OptimizerName = Literal["adam", "adam_tf1", "adagrad", "sgd", "nt_asgd"]
 ScheduleName = Literal["constant", "exponential", "epoch_decay"]
 LossScale = Literal["mean", "sum_over_time"]
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Which corpus, and where it lives: a named corpus, or your own text (corpus="text").
-
-    The fields are lstmjax.data.load_corpus's keyword arguments:
-    load_corpus(**dataclasses.asdict(data)) loads the corpus. Errors name them data.<field>.
-
-    Attributes:
-      corpus: a named corpus (see lstmjax.data.corpora; "default" is embedded), or
-        "text": the text at path. A path given here (an existing file or folder, or any value
-        with a "/" or ending in ".txt") means corpus="text" with that path.
-      path: corpus="text" only, and required there: a UTF-8 text file, or a folder whose
-        *.txt files (subfolders included, hidden ones skipped) are read in sorted path order.
-        Split contiguously 90/5/5. A relative path is resolved against the current directory
-        when the corpus is loaded; config.json stores it as given, so resume a run from the
-        directory it started in (or give an absolute path).
-      level: corpus="text" only: "char" (every character of the text is a token) or
-        "word" (whitespace-separated words, each newline an <eos>, as PTB).
-      min_count: corpus="text", word level only: training-split words seen fewer times
-        become <unk> (as do words seen only in valid or test); 1 keeps every training word.
-      data_dir: directory holding a named corpus's files; None: $LSTMJAX_DATA_DIR, else
-        download. Not with corpus="text".
-      cache_dir: where downloads go; None: $LSTMJAX_CACHE_DIR, else ~/.cache/lstmjax.
-      split: "standard" or, for text8, "tutorial" (validation = first 1,000 characters).
-      unknown: text8 characters outside its alphabet and ptb valid/test words outside its
-        training vocabulary: "error", or "map" to a space (text8) or <unk> (ptb).
-    """
-
-    corpus: CorpusName | str = "default"
-    path: str | None = None
-    level: Level = "char"
-    min_count: int = 1
-    data_dir: str | None = dataclasses.field(default=None, metadata=RESUMABLE)
-    cache_dir: str | None = dataclasses.field(default=None, metadata=RESUMABLE)
-    split: Literal["standard", "tutorial"] = "standard"
-    unknown: Literal["error", "map"] = "error"
-
-    def __post_init__(self):
-        named = get_args(CorpusName)
-        if self.corpus not in named:
-            corpus = str(self.corpus)
-            if self.path is not None or not (os.path.exists(corpus) or "/" in corpus
-                                             or corpus.endswith(".txt")):
-                raise ValueError(f"data.corpus={corpus!r} is neither one of {named} nor the path "
-                                 "of an existing text file or folder")
-            object.__setattr__(self, "corpus", "text")
-            object.__setattr__(self, "path", corpus)
-        check_options(**dataclasses.asdict(self))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,15 +295,19 @@ class OptimConfig:
     adagrad_initial_accumulator: float = 0.1
     nt_asgd_nonmono: int = 5
 
+    @_fields_of("optim")
     def __post_init__(self):
         require_choice("optimizer", self.optimizer, get_args(OptimizerName))
         require_choice("schedule", self.schedule, get_args(ScheduleName))
         if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+            raise FieldError("learning_rate",
+                             f"learning_rate must be > 0, got {self.learning_rate!r}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}")
+            raise FieldError("max_grad_norm",
+                             f"max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}")
         if not 0 < self.decay_rate <= 1:
-            raise ValueError(f"decay_rate must lie in (0, 1], got {self.decay_rate!r}")
+            raise FieldError("decay_rate",
+                             f"decay_rate must lie in (0, 1], got {self.decay_rate!r}")
         require_positive_int("decay_steps", self.decay_steps)
         require_positive_int("nt_asgd_nonmono", self.nt_asgd_nonmono)
 
@@ -375,6 +364,7 @@ class TrainConfig:
     sample_length: int = dataclasses.field(default=300, metadata=RESUMABLE)
     num_devices: int | None = dataclasses.field(default=None, metadata=RESUMABLE)
 
+    @_fields_of("train")
     def __post_init__(self):
         require_choice("loss_scale", self.loss_scale, get_args(LossScale))
         for name in ("batch_size", "seq_len", "log_every", "eval_every", "keep_checkpoints",
@@ -384,13 +374,16 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 require_positive_int(name, getattr(self, name))
         if self.num_epochs is None and self.max_steps is None:
-            raise ValueError("set num_epochs or max_steps (or both): training needs an end")
+            raise FieldError("max_steps",
+                             "set num_epochs or max_steps (or both): training needs an end")
         if self.random_bptt and self.loss_scale != "mean":
-            raise ValueError("random_bptt scales each step's learning rate by length / seq_len, "
+            raise FieldError("random_bptt",
+                             "random_bptt scales each step's learning rate by length / seq_len, "
                              "which loss_scale='sum_over_time' already does through its sum: use "
                              "loss_scale='mean' with it (as Merity et al. 2017)")
         if self.sample_length < 0:
-            raise ValueError(f"sample_length must be >= 0, got {self.sample_length!r}")
+            raise FieldError("sample_length",
+                             f"sample_length must be >= 0, got {self.sample_length!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -398,7 +391,7 @@ class Config:
     """Everything a run needs; written to the run directory as JSON and stored with checkpoints."""
 
     model: ModelConfig = ModelConfig()
-    data: DataConfig = DataConfig()
+    data: DataConfig = dataclasses.field(default=DataConfig())
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
 

@@ -4,7 +4,6 @@ that name the config field and the fix, and the download path, served locally (n
 
 import dataclasses
 import hashlib
-import inspect
 import io
 import itertools
 import json
@@ -14,16 +13,20 @@ import tracemalloc
 import urllib.error
 import urllib.request
 import zipfile
+from typing import get_args
 
 import numpy as np
 import pytest
 
+from lstmjax._checks import FieldError
 from lstmjax.config import Config, DataConfig
 from lstmjax.data import (
     CORPORA,
     EOS,
     UNK,
+    NamedCorpus,
     Position,
+    Source,
     Vocab,
     load_corpus,
     num_windows,
@@ -166,8 +169,9 @@ def test_random_bptt_lengths_follow_merity_s_rule():
 
 
 def test_window_longer_than_the_corpus_is_an_error_that_names_the_fix():
-    with pytest.raises(ValueError, match="window longer than the corpus") as err:
+    with pytest.raises(FieldError, match="window longer than the corpus") as err:
         next(windows(np.arange(20), 4, 5))
+    assert err.value.field == "batch_size"
     message = str(err.value)
     for part in ("batch_size=4", "seq_len=5", "has 20", "smaller batch_size or seq_len"):
         assert part in message
@@ -175,10 +179,15 @@ def test_window_longer_than_the_corpus_is_an_error_that_names_the_fix():
     assert num_windows(24, 4, 5) == 1  # B*(T+1) tokens give exactly one window
     with pytest.raises(ValueError, match="seq_len"):
         num_windows(100, 2, 0)
-    with pytest.raises(ValueError, match="start"):
+    with pytest.raises(FieldError, match=re.escape("start must be an int in [0, 4] (num_windows), "
+                                                   "got 5")):
         next(windows(np.arange(26), 2, 3, start=5))
-    with pytest.raises(ValueError, match="epoch"):
+    with pytest.raises(FieldError, match="Position.epoch must be an int >= 0, got -1"):
         Position.from_dict({"epoch": -1, "window": 0})
+    with pytest.raises(FieldError, match="Position.offset must be an int >= 0, got True"):
+        Position(0, 1, True)
+    assert Position(np.int64(2), 0).to_dict() == {"epoch": 2, "window": 0}  # kept as an int
+    assert type(Position(np.int64(2), 0).epoch) is int
 
 
 # ---- vocabularies ----------------------------------------------------------------------------
@@ -356,8 +365,7 @@ def small_text8(tmp_path, monkeypatch):
 
     def make(data: bytes) -> pathlib.Path:
         (tmp_path / "text8").write_bytes(data)
-        source = dataclasses.replace(sources.SOURCES["text8"], size=len(data))
-        monkeypatch.setitem(sources.SOURCES, "text8", source)
+        patch_source(monkeypatch, "text8", size=len(data))
         return tmp_path
 
     return make
@@ -365,8 +373,9 @@ def small_text8(tmp_path, monkeypatch):
 
 def test_text8_character_outside_the_alphabet_is_an_error_or_mapped(small_text8):
     data_dir = small_text8("abc deF gh\né ij".encode() * 100)
-    with pytest.raises(ValueError, match=r"character 'F' \(U\+0046\) at offset 6 ") as err:
+    with pytest.raises(FieldError, match=r"character 'F' \(U\+0046\) at offset 6 ") as err:
         load_corpus("text8", data_dir=data_dir)
+    assert err.value.field == "data.unknown"
     assert 'Set data.unknown="map"' in str(err.value) and "as are 299 more" in str(err.value)
     assert "not the published" not in str(err.value)  # its (patched) size matches
     corpus = load_corpus("text8", data_dir=data_dir, unknown="map", split="tutorial")
@@ -388,10 +397,10 @@ def test_ptb_word_outside_the_training_vocabulary_is_an_error_or_unk(tmp_path, m
     for split, text in texts.items():
         filename = f"ptb.{split}.txt"
         (tmp_path / filename).write_text(text)
-        source = dataclasses.replace(sources.SOURCES[filename], sha256=sha256(text.encode()))
-        monkeypatch.setitem(sources.SOURCES, filename, source)
-    with pytest.raises(ValueError, match="'zebra' at position 1 .*set data.unknown=\"map\""):
+        patch_source(monkeypatch, filename, sha256=sha256(text.encode()))
+    with pytest.raises(FieldError, match="'zebra' at position 1 .*set data.unknown=\"map\"") as err:
         load_corpus("ptb", data_dir=tmp_path)
+    assert err.value.field == "data.unknown"
     corpus = load_corpus("ptb", data_dir=tmp_path, unknown="map")
     assert corpus.vocab.decode(corpus.valid) == "a <unk>\n"
     assert "1 valid/test words outside it mapped to <unk>" in corpus.note
@@ -404,7 +413,7 @@ def test_missing_file_in_the_data_dir_names_file_checksum_and_where_to_put_it(tm
     with pytest.raises(FileNotFoundError) as err:
         load_corpus("ptb", data_dir=tmp_path)
     message = str(err.value)
-    source = sources.SOURCES["ptb.train.txt"]
+    source = source_of("ptb.train.txt")
     for part in ("ptb.train.txt", source.sha256, source.url, str(tmp_path), "LSTMJAX_DATA_DIR"):
         assert part in message
 
@@ -420,7 +429,7 @@ def test_offline_download_error_names_file_checksum_and_where_to_put_it(tmp_path
     with pytest.raises(FileNotFoundError) as err:
         load_corpus("tinyshakespeare")  # the offline fixture makes every download fail
     message = str(err.value)
-    source = sources.SOURCES["tinyshakespeare.txt"]
+    source = source_of("tinyshakespeare.txt")
     for part in ("could not download", source.url, source.sha256, "LSTMJAX_DATA_DIR", str(cache)):
         assert part in message
     assert list(cache.iterdir()) == []
@@ -432,7 +441,7 @@ def test_checksum_mismatch_in_the_data_dir_is_an_error(tmp_path):
     (tmp_path / "tinyshakespeare.txt").write_text("First Citizen:\nBefore we proceed\n")
     with pytest.raises(ValueError) as err:
         load_corpus("tinyshakespeare", data_dir=tmp_path)
-    expected = sources.SOURCES["tinyshakespeare.txt"].sha256
+    expected = source_of("tinyshakespeare.txt").sha256
     got = sha256((tmp_path / "tinyshakespeare.txt").read_bytes())
     assert f"33 bytes with sha256 {got}, expected 1,115,394 bytes with sha256 {expected}" in str(
         err.value
@@ -443,11 +452,11 @@ def test_checksum_mismatch_in_the_data_dir_is_an_error(tmp_path):
 
 @pytest.fixture
 def served(tmp_path, monkeypatch):
-    """Serve bytes at the URL of SOURCES[filename] (its expected sha256 and size patched)."""
+    """Serve bytes at the URL of the corpus file ``filename`` (its expected sha256 and size
+    patched)."""
 
     def serve(filename: str, body: bytes, **expected) -> pathlib.Path:
-        source = dataclasses.replace(sources.SOURCES[filename], **expected)
-        monkeypatch.setitem(sources.SOURCES, filename, source)
+        source = patch_source(monkeypatch, filename, **expected)
 
         def open_url(url):
             assert url == source.url
@@ -463,14 +472,28 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def source_of(filename: str) -> Source:
+    """The registry's record of the corpus file ``filename``."""
+    return next(s for entry in CORPORA.values() for alternatives in entry.files
+                for s in alternatives if s.filename == filename)
+
+
+def patch_source(monkeypatch, filename: str, **changes) -> Source:
+    """For the test, the registry entry that holds the file ``filename`` with ``changes`` to its
+    record; returns the new record."""
+    entry = next(e for e in CORPORA.values()
+                 if any(s.filename == filename for alternatives in e.files for s in alternatives))
+    files = tuple(tuple(dataclasses.replace(s, **changes) if s.filename == filename else s
+                        for s in alternatives) for alternatives in entry.files)
+    monkeypatch.setitem(CORPORA, entry.name, dataclasses.replace(entry, files=files))
+    return source_of(filename)
+
+
 def test_download_from_a_local_file_url_is_verified_and_cached(tmp_path, monkeypatch):
     body = b"To be, or not to be, that is the question:\n" * 40
     origin = tmp_path / "input.txt"
     origin.write_bytes(body)
-    source = dataclasses.replace(
-        sources.SOURCES["tinyshakespeare.txt"], url=origin.as_uri(), sha256=sha256(body)
-    )
-    monkeypatch.setitem(sources.SOURCES, "tinyshakespeare.txt", source)
+    patch_source(monkeypatch, "tinyshakespeare.txt", url=origin.as_uri(), sha256=sha256(body))
     monkeypatch.setattr(sources, "_open_url", urllib.request.urlopen)  # file:// only
     cache = tmp_path / "downloads"
     corpus = load_corpus("tinyshakespeare", cache_dir=cache)
@@ -526,13 +549,68 @@ def test_text8_download_unzips_the_member_after_checking_sizes(served):
 
 
 def test_bad_arguments_list_the_choices():
-    with pytest.raises(ValueError, match="data.corpus must be one of .*'text'"):
+    with pytest.raises(FieldError, match=re.escape(
+            "data.corpus='wikitext' is neither one of ('default', 'text8', 'tinyshakespeare', "
+            "'anna', 'ptb', 'ptb-char', 'text') nor the path")) as err:
         load_corpus("wikitext")
-    with pytest.raises(ValueError, match='data.split="tutorial" exists only for data.corpus='):
+    assert err.value.field == "data.corpus"
+    with pytest.raises(FieldError, match=re.escape(
+            'data.split="tutorial" exists only for data.corpus="text8", got data.corpus="ptb"; '
+            'use data.split="standard"')) as err:
         load_corpus("ptb", split="tutorial")
-    with pytest.raises(ValueError, match="data.unknown must be one of"):
+    assert err.value.field == "data.split"
+    with pytest.raises(FieldError, match="data.unknown must be one of") as err:
         load_corpus("text8", unknown="drop")
-    assert CORPORA == ("default", "text8", "tinyshakespeare", "anna", "ptb", "ptb-char")
+    assert err.value.field == "data.unknown"
+    assert tuple(CORPORA) == ("default", "text8", "tinyshakespeare", "anna", "ptb", "ptb-char")
+
+
+# ---- the registry: a corpus is one entry ---------------------------------------------------------
+
+
+def test_a_new_corpus_is_one_registry_entry(tmp_path, monkeypatch):
+    """An entry with a local file and its sha256 serves DataConfig and load_corpus, no other edit:
+    the file is found, checked, read and split by the entry's reader."""
+    text = "a toy corpus, one char a token\n" * 3  # 93 chars
+    (tmp_path / "toy.txt").write_text(text)
+    toy = NamedCorpus("toy", "a test's text", "char_text", files=((
+        Source("toy.txt", sha256(text.encode()), len(text), None, derived_from="a test's text"),),))
+    monkeypatch.setitem(CORPORA, "toy", toy)
+    data = Config.from_dict({"data": {"corpus": "toy", "data_dir": str(tmp_path)}}).data
+    corpus = load_corpus(data)
+    assert corpus.name == "toy" and whole(corpus) == text and split_sizes(corpus) == (83, 4, 6)
+    assert f"toy: read from {tmp_path / 'toy.txt'}" in corpus.note
+    np.testing.assert_array_equal(load_corpus(**dataclasses.asdict(data)).test, corpus.test)
+    with pytest.raises(FieldError, match='only for data.corpus="text8", got data.corpus="toy"'):
+        DataConfig(corpus="toy", split="tutorial")
+    with pytest.raises(FileNotFoundError, match=r"toy: toy.txt is not in the cache .* it has no "
+                                                "download of its own: it is a test's text"):
+        load_corpus("toy", download=False)
+    (tmp_path / "toy.txt").write_text(text.upper())
+    with pytest.raises(ValueError, match=f"93 bytes with sha256 .*, expected 93 bytes with sha256 "
+                                         f"{sha256(text.encode())} for toy.txt"):
+        load_corpus(data)
+
+
+def test_every_entry_has_a_reader_and_the_files_it_reads():
+    from lstmjax.data.catalog import Reader
+    from lstmjax.data.corpora import READERS
+    from lstmjax.data.options import SPLITS, CorpusName
+
+    assert set(READERS) == set(get_args(Reader))
+    files_read = {"pydoc_topics": 0, "char_text": 1, "ptb": 3, "text8": 1}
+    filenames = []
+    for entry in CORPORA.values():
+        assert len(entry.files) == files_read[entry.reader], entry.name
+        assert "standard" in entry.splits and entry.level in ("char", "word"), entry.name
+        for alternatives in entry.files:
+            assert alternatives and alternatives[0].url, entry.name  # the first is downloadable
+            for source in alternatives:
+                assert source.sha256 or source.size, source  # something to check
+                assert source.url or source.derived_from, source  # somewhere to get it
+                filenames.append(source.filename)
+    assert len(filenames) == len(set(filenames))  # one data dir holds them all
+    assert get_args(CorpusName) == (*CORPORA, "text") and SPLITS == ("standard", "tutorial")
 
 
 # ---- your own text: corpus="text" ---------------------------------------------------------------
@@ -585,8 +663,9 @@ def test_text_folder_reads_txt_files_recursively_in_path_order(tmp_path):
 
 def test_text_too_short_for_the_split_names_the_size_and_the_need(tmp_path):
     (tmp_path / "short.txt").write_text("a" * 39)
-    with pytest.raises(ValueError, match="holds 39 characters: too short") as err:
+    with pytest.raises(FieldError, match="holds 39 characters: too short") as err:
         load_corpus("text", path=tmp_path / "short.txt")
+    assert err.value.field == "data.path"
     for part in ("at least 40", "train.batch_size * (train.seq_len + 1)", 'data.path="'):
         assert part in str(err.value)
     (tmp_path / "short.txt").write_text("a" * 40)
@@ -633,32 +712,48 @@ def test_text_is_loaded_the_same_from_a_saved_config(tmp_path, monkeypatch):
     assert sum(split_sizes(first)) == 3 * 3 + 6 * 8  # "book i <eos>" + LINES 1+2+3 times
 
 
-def test_data_config_fields_are_load_corpus_arguments():
-    fields = [f.name for f in dataclasses.fields(DataConfig)]
-    params = list(inspect.signature(load_corpus).parameters)
-    assert params == [*fields, "download"]
-    assert list(inspect.signature(DataConfig).parameters) == fields
+def test_load_corpus_takes_a_data_config_or_its_fields(tmp_path):
+    (tmp_path / "my.txt").write_text(LINES * 5)  # 40 words
+    data = DataConfig(corpus="text", path=tmp_path / "my.txt", level="word")
+    assert data.path == str(tmp_path / "my.txt")  # a Path is kept as a str, as config.json has it
+    first = load_corpus(data)
+    for again in (load_corpus(**dataclasses.asdict(data)),
+                  load_corpus("text", path=tmp_path / "my.txt", level="word")):
+        assert again.vocab == first.vocab and again.note == first.note
+        np.testing.assert_array_equal(again.train, first.train)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'vocab'"):
+        load_corpus("text", path=data.path, vocab="words")
+    with pytest.raises(TypeError, match="a DataConfig or its fields, not both"):
+        load_corpus(data, level="char")
 
 
 @pytest.mark.parametrize(
-    "fields, message",
+    "fields, field, message",
     [
-        ({"corpus": "text"}, 'data.corpus="text" trains on your own text, named by data.path'),
-        ({"corpus": "ptb", "path": "my.txt"}, 'data.path="my.txt" is for your own text'),
-        ({"corpus": "text8", "level": "word"}, 'data.level="word" applies to data.corpus="text"'),
-        ({"corpus": "anna", "min_count": 3}, 'data.min_count=3 applies to data.corpus="text"'),
-        ({"corpus": "text", "path": "x", "min_count": 2}, "applies to word level only"),
-        ({"corpus": "text", "path": "x", "unknown": "map"}, 'leave data.unknown="error"'),
-        ({"corpus": "text", "path": "x", "data_dir": "d"}, "unset data.data_dir"),
-        ({"corpus": "text", "path": "x", "level": "byte"}, "data.level must be one of"),
-        ({"corpus": "text", "path": "x", "level": "word", "min_count": 0}, "data.min_count must"),
+        ({"corpus": "text"}, "path",
+         'data.corpus="text" trains on your own text, named by data.path'),
+        ({"corpus": "ptb", "path": "my.txt"}, "path", 'data.path="my.txt" is for your own text'),
+        ({"corpus": "text8", "level": "word"}, "level",
+         'data.level="word" applies to data.corpus="text"'),
+        ({"corpus": "anna", "min_count": 3}, "min_count",
+         'data.min_count=3 applies to data.corpus="text"'),
+        ({"corpus": "text", "path": "x", "min_count": 2}, "min_count",
+         "applies to word level only"),
+        ({"corpus": "text", "path": "x", "unknown": "map"}, "unknown",
+         'leave data.unknown="error"'),
+        ({"corpus": "text", "path": "x", "data_dir": "d"}, "data_dir", "unset data.data_dir"),
+        ({"corpus": "text", "path": "x", "level": "byte"}, "level", "data.level must be one of"),
+        ({"corpus": "text", "path": "x", "level": "word", "min_count": 0}, "min_count",
+         "data.min_count must"),
+        ({"corpus": "text", "path": "x", "split": "tutorial"}, "split",
+         'data.split="tutorial" exists only for data.corpus="text8", got data.corpus="text"'),
     ],
 )
-def test_data_options_are_checked_by_config_and_loader_alike(fields, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
-        DataConfig(**fields)
-    with pytest.raises(ValueError, match=re.escape(message)):
-        load_corpus(**fields)
+def test_data_options_are_checked_by_config_and_loader_alike(fields, field, message):
+    for make in (DataConfig, load_corpus):
+        with pytest.raises(FieldError, match=re.escape(message)) as err:
+            make(**fields)
+        assert err.value.field == f"data.{field}"
 
 
 def test_text_path_errors_name_the_field_the_file_and_the_fix(tmp_path, monkeypatch):

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lstmjax._checks import require_positive_int
+from lstmjax._checks import FieldError, require_int, require_positive_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +48,8 @@ class Position:
 
     def __post_init__(self):
         for name in ("epoch", "window", "offset"):
-            value = getattr(self, name)
-            if name == "offset" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"Position.{name} must be an int >= 0, got {value!r}")
+            if not (name == "offset" and self.offset is None):  # a numpy int is kept as an int
+                object.__setattr__(self, name, require_int(f"Position.{name}", getattr(self, name)))
 
     def next(self, num_windows: int) -> Position:
         """The position after this window, in an epoch of ``num_windows`` windows."""
@@ -81,19 +78,20 @@ def num_windows(num_tokens: int, batch_size: int, seq_len: int) -> int:
     """Windows per epoch: ``(num_tokens // batch_size - 1) // seq_len`` (0 if too short)."""
     require_positive_int("batch_size", batch_size)
     require_positive_int("seq_len", seq_len)
-    if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 0:
-        raise ValueError(f"num_tokens must be an int >= 0, got {num_tokens!r}")
+    require_int("num_tokens", num_tokens)
     return max(0, (num_tokens // batch_size - 1) // seq_len)
 
 
 def require_windows(num_tokens: int, batch_size: int, seq_len: int, *,
                     names: tuple[str, str] = ("batch_size", "seq_len")) -> int:
-    """:func:`num_windows`, or a ValueError naming the sizes when not one window fits; ``names``
-    are what the message calls them (``("train.batch_size", "train.seq_len")`` for a config)."""
+    """:func:`num_windows`, or a :class:`~lstmjax._checks.FieldError` naming the sizes when not
+    one window fits; ``names`` are what the message calls them (``("train.batch_size",
+    "train.seq_len")`` for a config), the first its ``field``."""
     n = num_windows(num_tokens, batch_size, seq_len)
     if n == 0:
         b, t = names
-        raise ValueError(
+        raise FieldError(
+            b,
             f"window longer than the corpus: {b}={batch_size} streams of {t}={seq_len} "
             f"(+1 target) need at least {b} * ({t} + 1) = {batch_size * (seq_len + 1)} "
             f"tokens, the corpus has {num_tokens}; use a smaller {b} or {t}"
@@ -129,8 +127,7 @@ def windows(
       ValueError: if the corpus is shorter than one window, or ``start`` is out of range.
     """
     data, n = _streams(ids, batch_size, seq_len)
-    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= n:
-        raise ValueError(f"start must be an int in [0, {n}] (num_windows), got {start!r}")
+    require_int("start", start, maximum=n, meaning="num_windows")
     for i in range(start, n):
         lo = i * seq_len
         yield (

@@ -1,42 +1,27 @@
 """Corpora for language modelling, as one compact id array per split: the named ones and your own.
 
-``load_corpus(corpus, ...)`` tokenizes a corpus and returns a :class:`Corpus`: a vocabulary and
-the train/valid/test splits as read-only id arrays (uint8 when the vocabulary has at most 256
-tokens, else int32), views into one array. Its keyword arguments are the fields of
-:class:`lstmjax.config.DataConfig`, so ``load_corpus(**dataclasses.asdict(config.data))`` loads a
-run's corpus, and every error names the field at fault as ``data.<field>``.
+``load_corpus(data)`` tokenizes a corpus and returns a :class:`Corpus`: a vocabulary and the
+train/valid/test splits as read-only id arrays (uint8 when the vocabulary has at most 256 tokens,
+else int32), views into one array. ``data`` is a :class:`~lstmjax.data.options.DataConfig`, or
+its fields as arguments: ``load_corpus("ptb", data_dir=...)``, and
+``load_corpus(**dataclasses.asdict(config.data))`` loads a run's corpus; every error names the
+field at fault as ``data.<field>``.
 
-The named corpora get their files from :mod:`lstmjax.data.sources` (``data.data_dir``, or the
-download cache; each file checked against its sha256, or its size where none is known). Char
-level unless noted; "90/5/5" = train is the first 90% of the text, valid the next 5%, test the
-rest, contiguous:
+The named corpora are the entries of the registry :data:`lstmjax.data.catalog.CORPORA`, which
+names each one's files and its reader (:data:`READERS`). Their files come from
+:mod:`lstmjax.data.sources` (``data.data_dir``, or the download cache; each file checked against
+its sha256, or its size where none is known). "90/5/5" = train is the first 90% of the tokens,
+valid the next 5%, test the rest, contiguous.
 
-* ``default``: CPython's own help texts (``pydoc_data.topics.topics``, the text behind
-  ``help("assert")``: ~80 topics of English prose about the language, ~0.47M characters and ~100
-  distinct ones on CPython 3.11; the exact text follows the running Python version). Read at run
-  time, no file and no download; the topics in sorted key order joined by blank lines; 90/5/5.
-* ``text8``: the first 10^8 bytes of cleaned English Wikipedia (Mahoney), 27 symbols (a-z and
-  space; id 0 is space, ids 1-26 are a-z as in the TF Udacity tutorial). ``data.split="standard"``:
-  90M/5M/5M chars. ``data.split="tutorial"``: valid = the first 1,000 chars, train = the rest, no
-  test (the Udacity tutorial's split). The data dir may hold the full ``text8`` (100,000,000 bytes)
-  or only ``text8.head10M.txt`` (its first 10^7 chars); on the head file "standard" keeps the
-  90/5/5 proportions (9M/0.5M/0.5M) and the corpus's ``note`` says so. The file is streamed in
-  chunks through a 256-entry lookup table into a uint8 array, never held as text. A character
-  outside the alphabet is reported before the checksum: the error names the character, its
-  offset, how many there are and whether the file also differs from the published one, and
-  the fix, ``data.unknown="map"``, which maps each one to a space, counts them in ``note`` and
-  then accepts a file that differs from the published one only by such characters (``note``
-  records its size and sha256 beside the published ones). A file with only alphabet characters
-  must match the published size and sha256.
-* ``tinyshakespeare``: Karpathy's char-rnn ``input.txt`` (1,115,394 chars, 65 distinct); 90/5/5.
-* ``anna``: Tolstoy's *Anna Karenina* from the Udacity tutorials (1,985,223 chars, 83 distinct),
-  LF line endings: the upstream download has CRLF; its raw sha256 is checked, then ``\\r\\n``
-  becomes ``\\n``. 90/5/5.
-* ``ptb``: word level, Mikolov's Penn Treebank (``ptb.{train,valid,test}.txt``; 10,000 words with
-  ``<eos>``). Each line is split on whitespace and a newline becomes ``<eos>``; ``<unk>`` is an
-  ordinary word. Vocabulary from train, sorted by (-count, word) as TF's PTB reader.
-* ``ptb-char``: the same text one character per token (``ptb.char.{train,valid,test}.txt``):
-  symbols separated by spaces, ``_`` a word boundary, each line ends with ``<eos>`` (50 symbols).
+The text8 reader streams the file in chunks through a 256-entry lookup table into a uint8 array,
+never holding it as text. A character outside the alphabet is reported before the checksum: the
+error names the character, its offset, how many there are and whether the file also differs from
+the published one, and the fix, ``data.unknown="map"``, which maps each one to a space, counts
+them in ``note`` and then accepts a file that differs from the published one only by such
+characters (``note`` records its size and sha256 beside the published ones). A file with only
+alphabet characters must match the published size and sha256. On the head file
+(``text8.head10M.txt``, the first 10^7 characters) ``"standard"`` keeps the 90/5/5 proportions
+(9M/0.5M/0.5M) and the corpus's ``note`` says so.
 
 Vocabularies come from the training split. Char corpora also keep the characters that occur only
 in valid or test (so that every test character can be scored; anna's test split has 6 that its
@@ -78,33 +63,23 @@ import hashlib
 import itertools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from lstmjax._checks import FieldError
 from lstmjax.data import sources
-from lstmjax.data.options import (
-    TEXT,
-    TEXT_GLOB,
-    Level,
-    check_options,
-    setting,
-)
+from lstmjax.data.catalog import CORPORA, Level, NamedCorpus, Reader
+from lstmjax.data.options import TEXT, TEXT_GLOB, DataConfig, setting
+from lstmjax.data.sources import CorpusFile
 from lstmjax.data.vocab import EOS, UNK, Vocab, split_words
 
 TEXT8_ALPHABET = " abcdefghijklmnopqrstuvwxyz"  # id 0 = space, 1..26 = a..z
 TUTORIAL_VALID_CHARS = 1000
 MIN_SPLIT_TOKENS = 2  # an input and its target
 MIN_TEXT_TOKENS = 20 * MIN_SPLIT_TOKENS  # the 5% valid split then holds MIN_SPLIT_TOKENS
-
-
-_FILES: dict[str, tuple[tuple[str, ...], ...]] = {  # corpus -> per split, the files to try in order
-    "text8": (("text8", "text8.head10M.txt"),),
-    "tinyshakespeare": (("tinyshakespeare.txt",),),
-    "anna": (("anna.txt",),),
-    "ptb": tuple((f"ptb.{s}.txt",) for s in ("train", "valid", "test")),
-    "ptb-char": tuple((f"ptb.char.{s}.txt",) for s in ("train", "valid", "test")),
-}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -136,69 +111,39 @@ class Corpus:
         return f"Corpus({self.name!r}, {self.vocab!r}, {sizes})"
 
 
-def load_corpus(
-    corpus: str,
-    *,
-    path: str | os.PathLike | None = None,
-    level: Level = "char",
-    min_count: int = 1,
-    data_dir: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    split: str = "standard",
-    unknown: str = "error",
-    download: bool = True,
-) -> Corpus:
-    """Load a corpus (see the module docstring for each one and its splits).
-
-    The arguments but ``download`` are the fields of :class:`lstmjax.config.DataConfig`.
+def load_corpus(corpus: str | DataConfig, *, download: bool = True, **fields: Any) -> Corpus:
+    """Load a corpus: a named one (see :data:`lstmjax.data.catalog.CORPORA`), or your own text.
 
     Args:
-      corpus: one of :data:`CORPORA`, or ``"text"``: your own text at ``path``.
-      path: ``"text"`` only: a UTF-8 text file, or a folder of ``*.txt`` files; a relative path
-        is resolved against the current directory.
-      level: ``"text"`` only: ``"char"`` or ``"word"``.
-      min_count: ``"text"`` at word level only: training-split words seen fewer times become
-        ``<unk>``.
-      data_dir: folder holding the named corpora's files; None: ``$LSTMJAX_DATA_DIR`` if set,
-        else the cache. With a data dir, missing files are an error (nothing is downloaded).
-      cache_dir: download cache; None: ``$LSTMJAX_CACHE_DIR``, else ``~/.cache/lstmjax``.
-      split: ``"standard"`` (90/5/5, or PTB's own files) or ``"tutorial"`` (text8 only: valid =
-        the first 1,000 chars, train = the rest, no test).
-      unknown: ``"error"``: a character outside text8's alphabet, or a valid/test word outside
-        PTB's training vocabulary, is a ValueError naming it and its offset; ``"map"``: it becomes
-        a space (text8) or ``<unk>`` (ptb), counted in ``note``. Char corpora with an open
-        alphabet have no unknowns; ``"text"`` takes only ``"error"`` (its words are mapped by
-        ``min_count``).
+      corpus: a :class:`~lstmjax.data.options.DataConfig`; or its ``corpus`` field, the other
+        fields given as ``fields``: ``load_corpus("ptb", data_dir=d)`` is
+        ``load_corpus(DataConfig("ptb", data_dir=d))``. See DataConfig for each field:
+        ``path``, ``level`` and ``min_count`` for your own text (``corpus="text"``),
+        ``data_dir`` and ``cache_dir`` for the named corpora's files, ``split`` and ``unknown``.
       download: fetch missing files into the cache; False: a missing file is an error.
+      **fields: the other fields of DataConfig, when ``corpus`` is a name.
 
     Raises:
       FileNotFoundError: a file is missing (offline, download failed, not in the data dir, or no
         such ``path``).
-      ValueError: a bad argument, a checksum mismatch, an unknown symbol, text that is not UTF-8
+      ValueError: a bad field, a checksum mismatch, an unknown symbol, text that is not UTF-8
         or too short to split.
+      TypeError: ``fields`` beside a DataConfig, or a name that is not a field of DataConfig.
     """
-    check_options(
-        corpus,
-        path=path,
-        level=level,
-        min_count=min_count,
-        data_dir=data_dir,
-        split=split,
-        unknown=unknown,
-    )
-    if corpus == TEXT:
-        return _user_text(path, level, min_count)
-    if corpus == "default":
-        return _char_corpus(corpus, _default_text(), "")
-    paths = [
-        sources.locate(corpus, files, data_dir=data_dir, cache_dir=cache_dir, download=download)
-        for files in _FILES[corpus]
-    ]
-    if corpus == "text8":
-        return _text8(paths[0], split, unknown)
-    if corpus in ("tinyshakespeare", "anna"):
-        return _char_corpus(corpus, sources.read_text(paths[0]), f"read from {paths[0]}; ")
-    return _ptb(corpus, paths, unknown)
+    if isinstance(corpus, DataConfig):
+        if fields:
+            raise TypeError(f"load_corpus takes a DataConfig or its fields, not both: got "
+                            f"{corpus} and {sorted(fields)}")
+        data = corpus
+    else:
+        data = DataConfig(corpus, **fields)
+    if data.corpus == TEXT:
+        return _user_text(data.path, data.level, data.min_count)
+    entry = CORPORA[data.corpus]
+    files = [sources.locate(entry.name, alternatives, data_dir=data.data_dir,
+                            cache_dir=data.cache_dir, download=download)
+             for alternatives in entry.files]
+    return READERS[entry.reader](entry, files, data)
 
 
 # ---- building corpora ------------------------------------------------------------------------
@@ -213,7 +158,8 @@ def _user_text(path: str | os.PathLike, level: Level, min_count: int) -> Corpus:
     if len(tokens) < MIN_TEXT_TOKENS:
         unit = "characters" if level == "char" else "words (<eos> included)"
         where = f" ({root})" if os.fspath(path) != str(root) else ""
-        raise ValueError(
+        raise FieldError(
+            "data.path",
             f"{setting('path', path)}{where} holds {len(tokens)} {unit}: too short. The "
             f"contiguous 90/5/5 split needs at least {MIN_TEXT_TOKENS} so that valid and test "
             f"get {MIN_SPLIT_TOKENS} each (an input and its target), and training needs "
@@ -267,16 +213,7 @@ def _join_files(texts: list[str]) -> str:
     return "".join(parts)
 
 
-def _default_text() -> str:
-    """CPython's help topics, sorted by key and joined with blank lines."""
-    try:
-        from pydoc_data.topics import topics
-    except ImportError as err:  # some distributions split pydoc_data off the standard library
-        raise FileNotFoundError(
-            "the default corpus reads CPython's pydoc_data.topics, which this Python lacks; "
-            "install the full standard library or choose another data.corpus"
-        ) from err
-    return "\n\n".join(topics[k] for k in sorted(topics))
+# ---- building corpora from tokens ------------------------------------------------------------
 
 
 def _bounds(n: int) -> tuple[int, int]:
@@ -302,8 +239,6 @@ def _char_corpus(name: str, text: str, origin: str) -> Corpus:
         f"{name}: {origin}{len(text):,} chars, {len(vocab)} distinct; contiguous 90/5/5 split: "
         f"train {a:,}, valid {b - a:,}, test {len(text) - b:,} chars"
     )
-    if name == "default":
-        note += f" (CPython {sys.version.split()[0]} pydoc_data.topics)"
     if extra:
         note += (
             f"; vocabulary = the training split's {len(train_chars)} chars plus "
@@ -331,12 +266,38 @@ def _word_corpus(name: str, tokens: list[str], origin: str, min_count: int) -> C
     return Corpus(name, vocab, train, valid, test, note)
 
 
-def _ptb(name: str, paths: list[Path], unknown: str) -> Corpus:
-    """PTB words or chars, one file per split, vocabulary from train."""
-    texts = [sources.read_text(p) for p in paths]  # train, valid, test
-    note = f"{name}: read from {paths[0].parent}; "
+# ---- the readers of the named corpora: (entry, its files as located, the config) -> Corpus ----
+
+
+def _read_pydoc_topics(entry: NamedCorpus, files: list[CorpusFile], data: DataConfig) -> Corpus:
+    """CPython's help topics, sorted by key and joined with blank lines; 90/5/5."""
+    del files, data  # no file; nothing to choose
+    try:
+        from pydoc_data.topics import topics
+    except ImportError as err:  # some distributions split pydoc_data off the standard library
+        raise FileNotFoundError(
+            f"the {entry.name} corpus reads CPython's pydoc_data.topics, which this Python "
+            "lacks; install the full standard library or choose another data.corpus"
+        ) from err
+    text = "\n\n".join(topics[k] for k in sorted(topics))
+    return _char_corpus(entry.name, text, f"CPython {sys.version.split()[0]} pydoc_data.topics, ")
+
+
+def _read_char_text(entry: NamedCorpus, files: list[CorpusFile], data: DataConfig) -> Corpus:
+    """One checked UTF-8 file, one token per character; 90/5/5."""
+    del data  # nothing to choose
+    (file,) = files
+    return _char_corpus(entry.name, sources.read_text(file), f"read from {file.path}; ")
+
+
+def _read_ptb(entry: NamedCorpus, files: list[CorpusFile], data: DataConfig) -> Corpus:
+    """PTB words or chars (``entry.level``), one file per split, vocabulary from train."""
+    texts = [sources.read_text(f) for f in files]  # train, valid, test
+    paths = [f.path for f in files]
+    note = f"{entry.name}: read from {paths[0].parent}; "
     replacement = None
-    if name == "ptb":
+    unknown = data.unknown
+    if entry.level == "word":
         splits = [split_words(t) for t in texts]  # token lists
         vocab = Vocab.build_words(splits[0])
         note += "each line's words split on whitespace, then <eos>; vocabulary from train "
@@ -344,7 +305,8 @@ def _ptb(name: str, paths: list[Path], unknown: str) -> Corpus:
         for tokens, path in zip(splits[1:], paths[1:], strict=True):
             pos = next((i for i, t in enumerate(tokens) if t not in vocab.index), None)
             if pos is not None and unknown == "error":
-                raise ValueError(
+                raise FieldError(
+                    "data.unknown",
                     f"{path}: word {tokens[pos]!r} at position {pos:,} is not in the vocabulary "
                     f'of {paths[0].name} ({len(vocab):,} words); set data.unknown="map" to map '
                     f"such words to {UNK}"
@@ -365,7 +327,7 @@ def _ptb(name: str, paths: list[Path], unknown: str) -> Corpus:
     whole = np.concatenate([vocab.encode(tokens, unknown=replacement) for tokens in splits])
     train, valid, test = _freeze(whole.astype(vocab.dtype), (sizes[0], sizes[0] + sizes[1]))
     note += f"{len(vocab)} tokens; train {sizes[0]:,}, valid {sizes[1]:,}, test {sizes[2]:,}"
-    return Corpus(name, vocab, train, valid, test, note)
+    return Corpus(entry.name, vocab, train, valid, test, note)
 
 
 def _ptb_symbols(text: str, path: Path) -> str:
@@ -385,21 +347,24 @@ def _ptb_symbols(text: str, path: Path) -> str:
     return "\n".join(lines)
 
 
-def _text8(path: Path, split: str, unknown: str) -> Corpus:
-    """text8 (or its 10^7-char head) streamed into uint8 ids, split as ``split`` says.
+def _read_text8(entry: NamedCorpus, files: list[CorpusFile], data: DataConfig) -> Corpus:
+    """text8 (or its 10^7-char head, the alternative file) streamed into uint8 ids, split as
+    ``data.split`` says.
 
     A character outside the alphabet is reported before a checksum mismatch (it explains one);
-    with ``unknown="map"`` a file that differs only by such characters is accepted and noted.
+    with ``data.unknown="map"`` a file that differs only by such characters is accepted and noted.
     """
+    ((path, source),) = files
+    split, unknown = data.split, data.unknown
     vocab = Vocab(tuple(TEXT8_ALPHABET), "char")
-    source = sources.SOURCES[path.name]
     ids, digest, mapped, first = _encode_stream(path, vocab, replace_with=" ")
     differs = sources.mismatch(path, digest, source)
     if mapped and unknown == "error":
         with open(path, "rb") as f:
             f.seek(first)
             char = f.read(4).decode("utf-8", errors="replace")[0]
-        raise ValueError(
+        raise FieldError(
+            "data.unknown",
             f"{path}: character {char!r} (U+{ord(char):04X}) at offset {first:,} is outside "
             f"text8's {len(vocab)}-symbol alphabet {TEXT8_ALPHABET!r}"
             + (f", as are {mapped - 1:,} more characters" if mapped > 1 else "")
@@ -410,9 +375,9 @@ def _text8(path: Path, split: str, unknown: str) -> Corpus:
         )
     if differs and not mapped:
         sources.check_sha256(path, digest, source)  # raises, naming the fix
-    head = source.filename != "text8"
+    head = source != entry.files[0][0]
     n = len(ids)
-    note = f"text8: {path}, sha256 {digest}"
+    note = f"{entry.name}: {path}, sha256 {digest}"
     note += " (the first 10^7 chars of text8 only); " if head else "; "
     if split == "tutorial":
         cuts: tuple[int, ...] = (TUTORIAL_VALID_CHARS,)
@@ -429,8 +394,8 @@ def _text8(path: Path, split: str, unknown: str) -> Corpus:
         note += f'; not the published file ({differs}), which data.unknown="map" accepts'
     parts = _freeze(ids, cuts)
     if split == "tutorial":
-        return Corpus("text8", vocab, parts[1], parts[0], None, note)
-    return Corpus("text8", vocab, *parts, note)
+        return Corpus(entry.name, vocab, parts[1], parts[0], None, note)
+    return Corpus(entry.name, vocab, *parts, note)
 
 
 def _encode_stream(
@@ -481,3 +446,14 @@ def _encode_stream(
     if read != size:
         raise ValueError(f"{path} changed while it was read ({size:,} bytes, then {read:,})")
     return out[:written], digest.hexdigest(), replaced, first
+
+
+READERS: dict[Reader, Callable[[NamedCorpus, list[CorpusFile], DataConfig], Corpus]] = {
+    "pydoc_topics": _read_pydoc_topics,
+    "char_text": _read_char_text,
+    "ptb": _read_ptb,
+    "text8": _read_text8,
+}
+"""The readers that :data:`lstmjax.data.catalog.CORPORA` names: ``(entry, its files as located,
+the config) -> Corpus``. A corpus in a new format is a reader here, its name in
+:data:`~lstmjax.data.catalog.Reader`, and its entry."""

