@@ -222,8 +222,10 @@ def test_sampling_arguments_are_checked_and_a_tiny_temperature_is_greedy():
     with pytest.raises(ValueError, match=r"the prime ' ' holds no word token; give one, e.g. 'the'"):
         generate(model, variables, words, " ", length=5)
     for length in (0, -5):
-        with pytest.raises(ValueError, match=rf"length must be an int >= 1 .*got {length}"):
+        with pytest.raises(FieldError, match=rf"length must be a positive int \(tokens to "
+                                             rf"generate\), got {length}") as error:
             generate(model, variables, words, "w1", length=length)
+        assert error.value.field == "length"
     prime = jnp.array([[1, 2, 3]], jnp.int32)
     cold = generate_ids(model, variables, prime, jax.random.key(0), length=30, temperature=1e-30)
     greedy = generate_ids(model, variables, prime, jax.random.key(0), length=30, top_k=1)
