@@ -1,9 +1,11 @@
-"""engines.run_layer: every engine of the registry equals "scan" on outputs, final carries and the
-gradients with respect to parameters, inputs and initial carry, for every cell, with lengths,
-reversed, with resets and with a recurrent-dropout mask; resets have exact semantics; the fused
-engine's hand-written backward pass passes a float64 finite-difference check; remat chunks change
-nothing but memory; "auto" and fallbacks say what they chose. (1 and 3 layers, T = 1, 7, 35 on the
-whole model: tests/test_model.py.)"""
+"""engines.run_layer: every engine of the registry (lstmjax.ENGINES) equals "scan" on outputs,
+final carries and the gradients with respect to parameters, inputs and initial carry, on every cell
+of the registry (lstmjax.CELLS) and a few configured variants that it runs, the option sets
+(lengths, reversed, resets, the regularizers) taken in turn; an engine or cell added to a registry
+joins these tests, and one that cannot run here is skipped with the registry's reason. Every
+engine with a hand-written backward pass passes a float64 finite-difference check on every cell it
+runs. Resets have exact semantics; remat chunks change nothing but memory; "auto" and fallbacks
+say what they chose. (1 and 3 layers, T = 1, 7, 35 on the whole model: tests/test_model.py.)"""
 
 import dataclasses
 import functools
@@ -16,21 +18,27 @@ from helpers import assert_trees_close, random_cell_inputs
 from jax.test_util import check_grads
 
 import lstmjax
-from lstmjax import GRU, LSTM, LayerNormLSTM, LSTMState, SimpleRNN
+from lstmjax import GRU, LSTM, LSTMState
 from lstmjax.engines import ENGINES
 from lstmjax.regularizers import RecurrentDropout, WeightDrop, Zoneout
 
+REFERENCE = "scan"
+"""The engine the others are compared with: lax.scan over the cell's step."""
+HIDDEN, STEPS, BATCH, FEATURES = 4, 7, 3, 2
 CELLS = {
-    "lstm-peephole-proj-clip": LSTM(4, use_peepholes=True, proj_size=3, cell_clip=0.8,
+    **{name: cls(HIDDEN) for name, cls in lstmjax.CELLS.items()},  # the registry, as configured
+    # by default; then the options it does not turn on:
+    "lstm-peephole-proj-clip": LSTM(HIDDEN, use_peepholes=True, proj_size=3, cell_clip=0.8,
                                     proj_clip=0.6),
-    "lstm": LSTM(4, forget_bias=0.0),
-    "gru": GRU(4),
-    "gru-reset-after": GRU(4, reset_after=True),
-    "rnn": SimpleRNN(4),
-    "ln-lstm": LayerNormLSTM(4),
+    "lstm-clip": LSTM(HIDDEN, forget_bias=0.0, cell_clip=0.3),  # some cell states reach it
+    "gru-reset-after": GRU(HIDDEN, reset_after=True),
 }
-STEPS, BATCH, FEATURES = 7, 3, 2
-OPTION_SETS = ["plain", "lengths-reverse", "resets-lengths", "resets-reverse-regularized"]
+OPTION_SETS = {  # name -> the options of run_layer it sets
+    "plain": (),
+    "lengths-reverse": ("lengths", "reverse"),
+    "resets-lengths": ("resets", "lengths"),
+    "resets-reverse-regularized": ("resets", "reverse", "regularizers"),
+}
 
 
 def regularized(cell, *, zoneout=True):
@@ -43,9 +51,24 @@ def regularized(cell, *, zoneout=True):
     return Zoneout(cell, cell_rate=0.2 if has_c else 0.0, hidden_rate=0.15)
 
 
-def _options(name, cell, rng, steps=STEPS, *, zoneout=True):
-    """``(cell, reverse, arrays)``: the cell (wrapped in regularizers for "...-regularized") and
-    run_layer's options for an OPTION_SETS entry."""
+def regularized_for(engine, cell):
+    """``regularized(cell)``, without zoneout if ``engine`` would hand the zoneout to another
+    engine (native has none)."""
+    wrapped = regularized(cell)
+    if resolve(wrapped, engine, "resets-reverse-regularized").engine == engine:
+        return wrapped
+    return regularized(cell, zoneout=False)
+
+
+def resolve(cell, engine, options, steps=STEPS):
+    """What ``lstmjax.resolve`` runs for ``cell`` with the option set ``options``."""
+    flags = {flag: flag in OPTION_SETS[options] for flag in ("lengths", "reverse", "resets")}
+    return lstmjax.resolve(cell, engine, num_steps=steps, batch_size=BATCH, **flags)
+
+
+def _options(name, cell, rng, steps=STEPS, *, engine=REFERENCE):
+    """``(cell, reverse, arrays)``: the cell (wrapped in regularizers for "...-regularized", as
+    ``engine`` runs them) and run_layer's options for an OPTION_SETS entry."""
     lengths = jnp.array([steps, steps // 2 + 1, 0], jnp.int32)
     resets = jnp.asarray(rng.random((steps, BATCH)) < 0.3)
     key = jax.random.key(int(rng.integers(1 << 30)))
@@ -53,9 +76,33 @@ def _options(name, cell, rng, steps=STEPS, *, zoneout=True):
         "plain": (cell, False, {}),
         "lengths-reverse": (cell, True, {"lengths": lengths}),
         "resets-lengths": (cell, False, {"resets": resets, "lengths": lengths}),
-        "resets-reverse-regularized": (regularized(cell, zoneout=zoneout), True,
+        "resets-reverse-regularized": (regularized_for(engine, cell), True,
                                        {"resets": resets, "key": key}),
     }[name]
+
+
+def engine_cases():
+    """The equivalence tests' covering design: each engine but the reference on each cell of
+    :data:`CELLS`, the option sets in turn (shifted by one per engine, so that each cell meets
+    several and each engine all). A cell that an engine runs only without some options takes the
+    next option set it runs; one that it cannot run at all (or that it cannot run here: no GPU,
+    no built kernel) is skipped with the reason the registry gives."""
+    cases = []
+    for e, engine in enumerate(name for name in ENGINES if name != REFERENCE):
+        for c, (name, cell) in enumerate(CELLS.items()):
+            turn = (e + c) % len(OPTION_SETS)
+            order = [*OPTION_SETS][turn:] + [*OPTION_SETS][:turn]
+            choices = {options: resolve(regularized_for(engine, cell) if "regularizers" in
+                                        OPTION_SETS[options] else cell, engine, options)
+                       for options in order}
+            runs = [options for options, choice in choices.items() if choice.engine == engine]
+            marks = [] if runs else [pytest.mark.skip(reason=choices[order[0]].reason)]
+            cases.append(pytest.param(engine, name, (runs or order)[0], marks=marks,
+                                      id=f"{engine}-{name}-{(runs or order)[0]}"))
+    return cases
+
+
+ENGINE_CASES = engine_cases()
 
 
 def _loss(cell, engine, reverse, unroll, remat_chunk, params, carry, xs, weights, arrays):
@@ -80,29 +127,30 @@ def _problem(cell, rng, steps=STEPS):
     return params, carry, xs, weights
 
 
-@pytest.mark.parametrize("options", OPTION_SETS)
-@pytest.mark.parametrize("name", CELLS)
-def test_fused_equals_scan(name, options, rng):
-    cell, reverse, arrays = _options(options, CELLS[name], rng)
+@pytest.mark.parametrize(("engine", "name", "options"), ENGINE_CASES)
+def test_engine_equals_scan(engine, name, options, rng):
+    """float32 matmuls without TF32 on a GPU (cuDNN's and XLA's alike), so that engines compare
+    to float32 rounding there too."""
+    cell, reverse, arrays = _options(options, CELLS[name], rng, engine=engine)
+    assert resolve(cell, engine, options).engine == engine  # no fallback
     problem = _problem(cell, rng)
-    expected = _value_and_grad(cell, "scan", reverse)(*problem, arrays)
-    actual = _value_and_grad(cell, "fused", reverse)(*problem, arrays)
-    assert_trees_close(actual, expected, rtol=1e-5, atol=2e-6, err_msg=f"{name} {options}")
+    with jax.default_matmul_precision("float32"):
+        expected = _value_and_grad(cell, REFERENCE, reverse)(*problem, arrays)
+        actual = _value_and_grad(cell, engine, reverse)(*problem, arrays)
+    assert_trees_close(actual, expected, rtol=1e-5, atol=2e-6, err_msg=f"{engine} {name} {options}")
 
 
-@pytest.mark.parametrize("name", ["lstm-peephole-proj-clip", "gru"])
-def test_static_equals_scan_with_resets(name, rng):
-    cell, reverse, arrays = _options("resets-reverse-regularized", CELLS[name], rng)
-    problem = _problem(cell, rng)
-    expected = _value_and_grad(cell, "scan", reverse)(*problem, arrays)
-    actual = _value_and_grad(cell, "static", reverse)(*problem, arrays)
-    assert_trees_close(actual, expected, rtol=1e-5, atol=2e-6, err_msg=name)
-
-
-def test_every_registered_engine_is_covered():
-    """The equivalence tests above name "fused" and "static", tests/test_native.py and
-    tests/test_cudnn.py the others; a new engine must join them."""
-    assert set(ENGINES) == {"scan", "static", "fused", "native", "cudnn"}
+def test_the_covering_design_meets_every_engine_cell_and_option_set():
+    """Each engine of the registry but the reference meets every cell of the registry and every
+    option set (where it runs them), and each cell at least three option sets."""
+    cases = [case.values for case in ENGINE_CASES]
+    assert {engine for engine, _, _ in cases} == set(ENGINES) - {REFERENCE}
+    for engine in set(ENGINES) - {REFERENCE}:
+        assert {name for e, name, _ in cases if e == engine} == set(CELLS)
+    assert set(lstmjax.CELLS) <= set(CELLS)
+    assert {options for _, _, options in cases} == set(OPTION_SETS)
+    for name in CELLS:
+        assert len({options for _, n, options in cases if n == name}) >= 3, name
 
 
 @pytest.mark.parametrize("engine", ["scan", "fused"])
@@ -153,7 +201,7 @@ def test_lstm_backward_stacks_one_gate_cotangent():
 
 @pytest.mark.parametrize("engine", ["scan", "fused"])
 def test_batch_major_layer_equals_time_major(engine, rng):
-    cell = CELLS["ln-lstm"]
+    cell = CELLS["ln_lstm"]
     params, carry, xs = random_cell_inputs(cell, rng, batch=BATCH, steps=4, features=FEATURES)
     resets = jnp.asarray(rng.random((4, BATCH)) < 0.4)
     final_t, ys_t = lstmjax.run_layer(cell, params, carry, xs, engine=engine, resets=resets)
@@ -208,14 +256,34 @@ def test_resets_equal_separate_sequences(rng):
     np.testing.assert_array_equal(d_xs[:3], 0.0)
 
 
+def in_float64(cell, engine):
+    """``cell`` in float64, with every regularizer that ``engine`` runs (:func:`regularized_for`)."""
+    return regularized_for(engine, dataclasses.replace(cell, param_dtype=jnp.float64,
+                                                       dtype=jnp.float64))
+
+
+def backward_cases():
+    """Each engine with a hand-written backward pass (no forward mode: a ``jax.custom_vjp``) on
+    each cell of :data:`CELLS`, in float64 with every option; skipped with the registry's reason
+    where it cannot run that."""
+    cases = []
+    for engine in (name for name, spec in ENGINES.items() if not spec.forward_mode):
+        for name, cell in CELLS.items():
+            with jax.enable_x64(True):  # the regularizers read the float64 carry's structure
+                choice = lstmjax.resolve(in_float64(cell, engine), engine, num_steps=5,
+                                         batch_size=BATCH, lengths=True, reverse=True,
+                                         resets=True)
+            marks = [] if choice.engine == engine else [pytest.mark.skip(reason=choice.reason)]
+            cases.append(pytest.param(engine, name, marks=marks, id=f"{engine}-{name}"))
+    return cases
+
+
 def check_backward_in_float64(cell, engine, rng):
     """``engine``'s gradients of a random projection of one layer's outputs and final carry,
     with every option at once (lengths, resets, reversed, the regularizers under a fixed key;
-    zoneout except on "native", which hands it to "fused"), against central differences, in
-    float64."""
+    zoneout where the engine runs it), against central differences, in float64."""
     with jax.enable_x64(True):
-        cell = regularized(dataclasses.replace(cell, param_dtype=jnp.float64, dtype=jnp.float64),
-                           zoneout=engine != "native")
+        cell = in_float64(cell, engine)
         params, carry, xs = jax.tree.map(
             lambda a: jnp.asarray(a, jnp.float64),
             random_cell_inputs(cell, rng, batch=BATCH, steps=5, features=FEATURES))
@@ -223,7 +291,8 @@ def check_backward_in_float64(cell, engine, rng):
         resets = jnp.asarray([[False, False, True]] * 2 + [[True, False, False]] * 3)
         arrays = {"lengths": jnp.array([5, 3, 4], jnp.int32), "resets": resets,
                   "key": jax.random.key(int(rng.integers(1 << 30)))}
-        assert lstmjax.resolve(cell, engine, num_steps=5, batch_size=BATCH).engine == engine
+        assert lstmjax.resolve(cell, engine, num_steps=5, batch_size=BATCH, lengths=True,
+                               reverse=True, resets=True).engine == engine
 
         def loss(params, carry, xs):
             return _loss(cell, engine, True, 1, None, params, carry, xs, weights, arrays)[0]
@@ -232,11 +301,13 @@ def check_backward_in_float64(cell, engine, rng):
                     atol=1e-7, rtol=1e-7, eps=1e-6)
 
 
-@pytest.mark.parametrize("name", CELLS)
-def test_fused_backward_matches_finite_differences_in_float64(name, rng):
-    """Engine agreement cannot catch a gradient that two engines get wrong alike: check the
-    hand-written VJP against central differences, in float64, with every option at once."""
-    check_backward_in_float64(CELLS[name], "fused", rng)
+@pytest.mark.parametrize(("engine", "name"), backward_cases())
+def test_hand_written_backward_matches_finite_differences_in_float64(engine, name, rng):
+    """Engine agreement cannot catch a gradient that two engines get wrong alike: check each
+    hand-written VJP (fused, the native kernel's float64 instantiation, ...) against central
+    differences, in float64, with every option at once; the clipped LSTM with a cell clip that
+    some, not all, cell states reach."""
+    check_backward_in_float64(CELLS[name], engine, rng)
 
 
 class BareCell:

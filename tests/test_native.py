@@ -1,27 +1,19 @@
-"""Engine "native" (one FFI call per direction): equal to "scan" on outputs, final carries and
-gradients (parameters, inputs, initial carry) in a covering design over its cells, option sets,
-T in {1, 7, 35}, jit and vmap; its hand-written backward pass against float64 finite
-differences; what it does not run falls back to "fused" with the reason, also when the kernel
-was not built. The TF1 fixtures run through it in tests/test_convert.py."""
-
-import dataclasses
+"""Engine "native" (one FFI call per direction), what the registry-wide tests do not cover: equal
+to "scan" under jax.vmap and with remat chunks; what it does not run falls back to "fused" with
+the reason, also when the kernel was not built; the kernel checks every array at its FFI boundary.
+Equality with "scan" on every cell it runs and its float64 finite-difference check are
+tests/test_layer_engines.py's (T in {1, 7, 35} on the model: tests/test_model.py); the TF1
+fixtures run through it in tests/test_convert.py."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import assert_trees_close, random_cell_inputs
-from test_layer_engines import (
-    BATCH,
-    FEATURES,
-    _options,
-    _problem,
-    _value_and_grad,
-    check_backward_in_float64,
-)
+from test_layer_engines import BATCH, CELLS, FEATURES, _options, _problem, _value_and_grad
 
 import lstmjax
-from lstmjax import GRU, LSTM, LayerNormLSTM, SimpleRNN
+from lstmjax import LSTM, LayerNormLSTM
 from lstmjax.engines import native
 
 needs_kernel = pytest.mark.skipif(
@@ -29,45 +21,25 @@ needs_kernel = pytest.mark.skipif(
     reason=f"the native engine runs on the CPU backend, with its kernel built "
            f"({native.available() or 'built'}, backend {jax.default_backend()})")
 
-CELLS = {
-    "lstm": LSTM(4),
-    "lstm-clip": LSTM(4, forget_bias=0.0, cell_clip=0.5),
-    "gru": GRU(4),
-    "gru-reset-after": GRU(4, reset_after=True),
-    "rnn": SimpleRNN(4),
-}
-# Every cell, every option set, each T and both transforms appear at least once.
-COVERING = [  # (cell, options, T, transform)
-    ("lstm", "plain", 35, "jit"),
-    ("lstm-clip", "resets-reverse-regularized", 7, "vmap"),
-    ("gru", "lengths-reverse", 7, "jit"),
-    ("gru-reset-after", "resets-lengths", 1, "jit"),
-    ("rnn", "resets-reverse-regularized", 7, "jit"),
-    ("gru-reset-after", "plain", 7, "vmap"),
-]
-
 
 @needs_kernel
-@pytest.mark.parametrize(("name", "options", "steps", "transform"), COVERING)
-def test_native_equals_scan(name, options, steps, transform, rng):
-    cell, reverse, arrays = _options(options, CELLS[name], rng, steps=steps, zoneout=False)
-    if transform == "jit":
-        problem = _problem(cell, rng, steps=steps)
-        expected = _value_and_grad(cell, "scan", reverse)(*problem, arrays)
-        actual = _value_and_grad(cell, "native", reverse)(*problem, arrays)
-    else:  # two independent problems under jax.vmap, parameters shared
-        params, carry, xs, weights = _problem(cell, rng, steps=steps)
-        carries = jax.tree.map(lambda a: jnp.stack([a, -a]), carry)
-        xs, weights = jnp.stack([xs, xs[::-1]]), jnp.stack([weights, weights])
-        axes = (None, 0, 0, 0, None)
+@pytest.mark.parametrize(("name", "options"), [("lstm-clip", "resets-reverse-regularized"),
+                                               ("gru-reset-after", "plain")])
+def test_native_under_vmap_equals_scan(name, options, rng):
+    """Two independent problems under jax.vmap (the calls run once per element), parameters
+    shared."""
+    cell, reverse, arrays = _options(options, CELLS[name], rng, engine="native")
+    params, carry, xs, weights = _problem(cell, rng)
+    carries = jax.tree.map(lambda a: jnp.stack([a, -a]), carry)
+    xs, weights = jnp.stack([xs, xs[::-1]]), jnp.stack([weights, weights])
 
-        def run(engine):
-            return jax.vmap(_value_and_grad(cell, engine, reverse), in_axes=axes)(
-                params, carries, xs, weights, arrays)
+    def run(engine):
+        return jax.vmap(_value_and_grad(cell, engine, reverse), in_axes=(None, 0, 0, 0, None))(
+            params, carries, xs, weights, arrays)
 
-        expected, actual = run("scan"), run("native")
-    assert lstmjax.resolve(cell, "native", num_steps=steps, batch_size=BATCH).engine == "native"
-    assert_trees_close(actual, expected, rtol=1e-5, atol=2e-6, err_msg=f"{name} {options}")
+    assert lstmjax.resolve(cell, "native", num_steps=7, batch_size=BATCH).engine == "native"
+    assert_trees_close(run("native"), run("scan"), rtol=1e-5, atol=2e-6,
+                       err_msg=f"{name} {options}")
 
 
 @needs_kernel
@@ -77,17 +49,6 @@ def test_native_remat_chunks_change_nothing(rng):
     expected = _value_and_grad(cell, "native", reverse)(*problem, arrays)
     actual = _value_and_grad(cell, "native", reverse, remat_chunk=4)(*problem, arrays)
     assert_trees_close(actual, expected, rtol=1e-6, atol=1e-7)
-
-
-@needs_kernel
-@pytest.mark.parametrize("name", ["lstm-clip", "gru", "gru-reset-after", "rnn"])
-def test_native_backward_matches_finite_differences_in_float64(name, rng):
-    """The kernel's float64 instantiation, every option at once, against central differences;
-    the LSTM with a cell clip that some, not all, cell states reach."""
-    cell = CELLS[name]
-    if name == "lstm-clip":
-        cell = dataclasses.replace(cell, cell_clip=0.3)
-    check_backward_in_float64(cell, "native", rng)
 
 
 @pytest.mark.parametrize(("cell", "why"), [
