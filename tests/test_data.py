@@ -1,6 +1,7 @@
 """The data layer: exact truncated-BPTT windows and resume, vocabularies, the named corpora on the
-shared data (skipped where it is absent), your own text (``corpus="text"``) from tiny files, errors
-that name the config field and the fix, and the download path, served locally (no network)."""
+shared data (skipped where it is absent), the registry (a toy corpus registered as one entry),
+your own text (``corpus="text"``) from tiny files, errors that name the config field and the fix,
+and the download path, served locally (no network)."""
 
 import dataclasses
 import hashlib
