@@ -228,7 +228,7 @@ class Sample(_ReadsRun):
       seed: sampling seed.
     """
 
-    prime: Annotated[str | None, tyro.conf.arg(
+    prime: Annotated[str | None, tyro.conf.DisallowNone, tyro.conf.arg(  # "None" is text too
         metavar="TEXT", help_behavior_hint="(default: the vocabulary's first token: the most "
         "frequent word of a word corpus, 'the' on PTB; the lowest character, usually a newline, "
         "of a character corpus)")] = None

@@ -60,6 +60,8 @@ def test_train_resume_eval_sample(trained, capsys, monkeypatch):
     default = capsys.readouterr().out
     assert main([*unprimed, "--prime", first_token]) == 0
     assert capsys.readouterr().out == default and default.startswith(first_token)
+    assert main([*unprimed, "--prime", "None"]) == 0  # text, not the default
+    assert capsys.readouterr().out.startswith("None")
 
 
 def test_checkpoint_takes_a_step_number(trained, capsys):
