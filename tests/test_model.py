@@ -1,9 +1,11 @@
-"""The stacked language model: scan == static (== scan with unroll) on logits, final carries and
-gradients for every cell type; carried state; dropout semantics; input modes; the AWD-LSTM
+"""The stacked language model: every engine of the registry (and scan with unroll) equals scan on
+logits, final carries and gradients, for every cell of the registry, in a covering design over
+layers in {1, 3} and T in {1, 7, 35}; carried state; dropout semantics; input modes; the AWD-LSTM
 options (embedding dropout, weight tying, AR and TAR in the training loss); config errors."""
 
 import dataclasses
 import functools
+import re
 
 import flax.linen as nn
 import jax
@@ -14,18 +16,27 @@ import pytest
 from helpers import assert_trees_close, randomize
 
 import lstmjax
-from lstmjax import LSTMState, ModelConfig, RNNLanguageModel, steps, zero_carry
-from lstmjax.model import drop_rows
+from lstmjax import (
+    ENGINE_NAMES,
+    ENGINES,
+    LSTMState,
+    ModelConfig,
+    RNNLanguageModel,
+    steps,
+    zero_carry,
+)
+from lstmjax.engines import auto
+from lstmjax.model import drop_rows, resolve_engines
 
 VOCAB, BATCH = 7, 2
+REFERENCE = "scan"
 CELL_CONFIGS = {
-    "lstm": dict(cell="lstm", forget_bias=0.0),
+    **{name: dict(cell=name) for name in lstmjax.CELLS},  # the registry, then configured variants
     "lstm-peephole-proj": dict(cell="lstm", use_peepholes=True, proj_size=3),
-    "gru": dict(cell="gru"),
     "gru-reset-after": dict(cell="gru", reset_after=True),
-    "rnn": dict(cell="rnn"),
-    "ln_lstm": dict(cell="ln_lstm"),
 }
+SHAPES = [(1, 35), (3, 7), (3, 1), (3, 35), (1, 7)]
+"""(layers, T): each config of CELL_CONFIGS takes the next in turn, with every engine."""
 
 
 def _config(name, **overrides):
@@ -73,40 +84,66 @@ def _assert_engines_agree(name, layers, steps, variants, rng, *, jit_static=True
                                err_msg=f"{name} L={layers} T={steps} {engine} unroll={unroll}")
 
 
-@pytest.mark.parametrize("name", CELL_CONFIGS)
-def test_engines_agree_one_layer_seven_steps(name, rng):
-    _assert_engines_agree(name, 1, 7, [("static", 1), ("fused", 1)], rng)
+def _variants(steps):
+    """``(engine, unroll)`` pairs checked on a T-step model: every engine of the registry with
+    unroll 1; the reference with unroll 4 and (up to 7 steps) T; past 7 steps, "fused" with
+    unroll 4 too (the scan-based layer engine)."""
+    variants = [(engine, 1) for engine in ENGINES if engine != REFERENCE]
+    if steps > 1:
+        variants.append((REFERENCE, 4))
+    if 1 < steps <= 7:
+        variants.append((REFERENCE, steps))  # fully unrolled
+    if steps > 7:
+        variants.append(("fused", 4))
+    return list(dict.fromkeys(variants))
 
 
-@pytest.mark.parametrize("name", ["lstm-peephole-proj", "gru"])
-def test_scan_unroll_does_not_change_results(name, rng):
-    """unroll only regroups the scan's iterations, whatever the cell: two carry kinds cover it."""
-    _assert_engines_agree(name, 1, 7, [("scan", 4), ("scan", 7)], rng)
+def model_cases():
+    """The covering design: config i of CELL_CONFIGS on SHAPES[i % 5], against every variant.
+    A variant that falls back to another engine for that model is skipped with the registry's
+    reason; an engine that compiles every step of the window (auto.UNTIMED: "static") is
+    checked up to 7 steps (at 35: op by op, below)."""
+    cases = []
+    for i, name in enumerate(CELL_CONFIGS):
+        layers, steps = SHAPES[i % len(SHAPES)]
+        for engine, unroll in _variants(steps):
+            config = _config(name, num_layers=layers, engine=engine, unroll=unroll)
+            reasons = [choice.reason for choice in resolve_engines(config, batch_size=BATCH,
+                                                                   seq_len=steps)
+                       if choice.engine != engine]
+            if engine in auto.UNTIMED and steps > 7:
+                reasons.append(f"{engine} at T={steps}: {auto.UNTIMED[engine]}")
+            marks = [pytest.mark.skip(reason=reasons[0])] if reasons else []
+            suffix = "" if unroll == 1 else f"-unroll{unroll}"
+            cases.append(pytest.param(name, layers, steps, engine, unroll, marks=marks,
+                                      id=f"{name}-L{layers}-T{steps}-{engine}{suffix}"))
+    return cases
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "rnn", "ln_lstm"])
-def test_engines_agree_three_layers(name, rng):
-    _assert_engines_agree(name, 3, 7, [("static", 1), ("fused", 1)], rng)
+MODEL_CASES = model_cases()
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "rnn", "ln_lstm"])
-def test_engines_agree_single_step(name, rng):
-    _assert_engines_agree(name, 3, 1, [("static", 1), ("fused", 1)], rng)
+@pytest.mark.parametrize(("name", "layers", "steps", "engine", "unroll"), MODEL_CASES)
+def test_engine_agrees_with_scan_on_the_model(name, layers, steps, engine, unroll, rng):
+    _assert_engines_agree(name, layers, steps, [(engine, unroll)], rng)
 
 
-# At T=35 the static engine runs eagerly: XLA's CPU compile of 35 unrolled steps and their
-# backward pass takes tens of seconds (the cost benchmarks/ measures), and the op-by-op result is
-# the same program's. Its jitted form is checked at T=7 above, for every cell; a Python loop does
-# not depend on the cell, so at T=35 it runs one (op by op, LN-LSTM's 35 steps took 40 s).
-@pytest.mark.parametrize("name", ["lstm", "gru", "rnn", "ln_lstm"])
-def test_engines_agree_thirty_five_steps(name, rng):
-    static = [("static", 1)] if name == "lstm" else []
-    _assert_engines_agree(name, 1, 35, [*static, ("scan", 4), ("fused", 1), ("fused", 4)], rng,
-                          jit_static=False)
+def test_static_agrees_op_by_op_at_thirty_five_steps(rng):
+    """At T=35 the static engine runs eagerly: XLA's CPU compile of 35 unrolled steps and their
+    backward pass takes tens of seconds (the cost benchmarks/ measures), and the op-by-op result
+    is the same program's. Its jitted form is checked up to T=7 on every cell; a Python loop does
+    not depend on the cell, so at T=35 it runs one (op by op, LN-LSTM's 35 steps took 40 s)."""
+    _assert_engines_agree("lstm", 1, 35, [("static", 1)], rng, jit_static=False)
 
 
-def test_engines_agree_three_layers_thirty_five_steps(rng):
-    _assert_engines_agree("lstm", 3, 35, [("fused", 1)], rng)  # static: 1 layer at T=35, 3 at T=7
+def test_the_model_design_covers_every_cell_engine_layer_count_and_length():
+    cases = [case.values for case in MODEL_CASES]
+    assert {name for name, *_ in cases} == set(CELL_CONFIGS) >= set(lstmjax.CELLS)
+    assert {engine for *_, engine, _ in cases} == set(ENGINES)
+    assert {(layers, steps) for _, layers, steps, *_ in cases} == set(SHAPES)
+    assert {unroll for *_, unroll in cases} >= {1, 4, 7}
+    for engine in set(ENGINES) - {REFERENCE}:  # each engine meets every shape
+        assert {(layers, steps) for _, layers, steps, e, _ in cases if e == engine} == set(SHAPES)
 
 
 def test_carried_state_continues_the_sequence(rng):
@@ -360,8 +397,8 @@ def test_ar_and_tar_join_the_training_loss_and_nothing_else(rng):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (dict(cell="lstmish"), r"cell must be one of \('lstm', 'gru', 'rnn', 'ln_lstm'\), got 'lstmish'"),
-        (dict(engine="dynamic_rnn"), r"engine must be one of \('auto', 'scan', 'static', 'fused', 'native', 'cudnn'\)"),
+        (dict(cell="lstmish"), re.escape(f"cell must be one of {tuple(lstmjax.CELLS)}, got 'lstmish'")),
+        (dict(engine="dynamic_rnn"), re.escape(f"engine must be one of {ENGINE_NAMES}")),
         (dict(hidden_size=0), "hidden_size must be a positive int, got 0"),
         (dict(num_layers=0), "num_layers must be a positive int"),
         (dict(dropout=1.0), r"dropout is a drop probability in \[0, 1\), got 1.0"),
