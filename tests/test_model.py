@@ -25,7 +25,6 @@ from lstmjax import (
     steps,
     zero_carry,
 )
-from lstmjax.engines import auto
 from lstmjax.model import drop_rows, resolve_engines
 
 VOCAB, BATCH = 7, 2
@@ -101,8 +100,8 @@ def _variants(steps):
 def model_cases():
     """The covering design: config i of CELL_CONFIGS on SHAPES[i % 5], against every variant.
     A variant that falls back to another engine for that model is skipped with the registry's
-    reason; an engine that compiles every step of the window (auto.UNTIMED: "static") is
-    checked up to 7 steps (at 35: op by op, below)."""
+    reason; an engine that "auto" never times (its compile grows with T: "static") is checked up
+    to 7 steps (at 35: op by op, below)."""
     cases = []
     for i, name in enumerate(CELL_CONFIGS):
         layers, steps = SHAPES[i % len(SHAPES)]
@@ -111,8 +110,8 @@ def model_cases():
             reasons = [choice.reason for choice in resolve_engines(config, batch_size=BATCH,
                                                                    seq_len=steps)
                        if choice.engine != engine]
-            if engine in auto.UNTIMED and steps > 7:
-                reasons.append(f"{engine} at T={steps}: {auto.UNTIMED[engine]}")
+            if ENGINES[engine].untimed is not None and steps > 7:
+                reasons.append(f"{engine} at T={steps}: {ENGINES[engine].untimed}")
             marks = [pytest.mark.skip(reason=reasons[0])] if reasons else []
             suffix = "" if unroll == 1 else f"-unroll{unroll}"
             cases.append(pytest.param(name, layers, steps, engine, unroll, marks=marks,

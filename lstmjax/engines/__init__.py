@@ -57,12 +57,18 @@ class EngineSpec:
       forward_mode: whether ``jax.jvp`` and ``jax.jacfwd`` differentiate it. An engine with a
         hand-written backward pass (a ``jax.custom_vjp``) has reverse mode only; under forward
         mode :func:`run_layer` hands its layer to the fallback chain.
+      probe_unrolls: the unrolls ``"auto"`` times it with (:mod:`lstmjax.engines.auto`); ``(1,)``
+        for an engine whose loop has no unroll.
+      untimed: why ``"auto"`` never times it, so never chooses it (a user may still name it); None
+        if it does.
     """
 
     run_layer: Callable[..., tuple[Any, Array]]
     supports: Callable[..., str | None]
     fallback: str | None
     forward_mode: bool
+    probe_unrolls: tuple[int, ...] = (1,)
+    untimed: str | None = None
 
 
 def _generic(engine: str) -> Callable[..., tuple[Any, Array]]:
@@ -90,8 +96,16 @@ def _supports_all(cell: Any, **options: Any) -> None:
 
 
 ENGINES: dict[str, EngineSpec] = {
-    "scan": EngineSpec(_generic("scan"), _supports_all, None, forward_mode=True),
-    "static": EngineSpec(_generic("static"), _supports_all, None, forward_mode=True),
+    # unroll 1, the smallest program, and 4, which spreads the loop's per-iteration cost (a loop
+    # condition, a kernel launch on an accelerator) over 4 steps; 8 would spread it further, but
+    # compiles in about three times as long as 4 on a CPU (5 s against 1.4 s for an LSTM of
+    # H=650), more than the whole probe should take
+    "scan": EngineSpec(_generic("scan"), _supports_all, None, forward_mode=True,
+                       probe_unrolls=(1, 4)),
+    "static": EngineSpec(_generic("static"), _supports_all, None, forward_mode=True,
+                         untimed="its program holds every step of the window, so it compiles in "
+                                 "time growing with T (seconds at 16 steps), a cost that a "
+                                 "per-step probe does not see"),
     "fused": EngineSpec(fused.run_layer, fused.supports, "scan", forward_mode=False),
     "native": EngineSpec(native.run_layer, native.supports, "fused", forward_mode=False),
     "cudnn": EngineSpec(cudnn.run_layer, cudnn.supports, "fused", forward_mode=False),

@@ -1,7 +1,8 @@
 """``engine="auto"``: the engine and unroll for a layer, measured on the machine that runs it.
 
 On first use of a key, :func:`choose` times every candidate (each engine that supports the
-cell and options but those in :data:`UNTIMED`, with each unroll of :data:`UNROLLS`) on one
+cell and options, but those whose registry entry says ``untimed``, with each unroll of its
+``probe_unrolls``: :class:`lstmjax.engines.EngineSpec`) on one
 layer's forward and backward pass (``jax.value_and_grad`` of the sum of its outputs) with random
 inputs of the layer's shape, and takes the fastest per step. The choice and every candidate's
 time are cached in a JSON file, so the same key never measures again:
@@ -56,16 +57,6 @@ then use the cache) or ``table`` (the committed :data:`MEASURED` table, nothing 
 CACHE_FILE = "auto.json"
 CACHE_FORMAT = 1
 
-UNROLLS: dict[str, tuple[int, ...]] = {"scan": (1, 4)}
-"""Unrolls timed per engine (1 for engines not listed). ``scan``: 1, the smallest program, and 4,
-which spreads the loop's per-iteration cost (a loop condition, a kernel launch on an accelerator)
-over 4 steps. 8 would spread it further, but compiles in about three times as long as 4 on a CPU
-(5 s against 1.4 s for an LSTM of H=650), more than the whole probe should take."""
-UNTIMED: dict[str, str] = {
-    "static": "its program holds every step of the window, so it compiles in time growing with "
-              "T (seconds at 16 steps), a cost that a per-step probe does not see",
-}
-"""Engines never chosen by measuring, and why (a user may still name them)."""
 PROBE_STEPS = 16
 """Longest window timed. Per-step time barely depends on T beyond a few steps (the work of each
 step is the same), while a probe's cost grows with it, so longer windows are timed over 16 steps
@@ -254,8 +245,11 @@ def _measured_choice(cell, backend, input_size, batch_size, num_steps, candidate
     device = describe_device(backend)
     key = f"{backend} | {device} | {describe_cell(cell)} | I={input_size} B={batch_size} T~{steps}"
     path = cache_file()
+    from lstmjax.engines import ENGINES  # the registry imports this module
+
     options = list(dict.fromkeys((engine, min(unroll, steps)) for engine in candidates
-                                 if engine not in UNTIMED for unroll in UNROLLS.get(engine, (1,))))
+                                 if ENGINES[engine].untimed is None
+                                 for unroll in ENGINES[engine].probe_unrolls))
     cached = f"cached in {_home(path)}"
     entry, status = _MEMO.get((str(path), key)) or (
         read_cache(path).get(key) or {"ms_per_step": {}}, cached)
