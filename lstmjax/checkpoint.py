@@ -75,11 +75,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
-from lstmjax import integrity
+from lstmjax import integrity, orbax_compat
 from lstmjax._checks import require_int, require_positive_int
 from lstmjax.integrity import DamagedStep
-from lstmjax.orbax_compat import Manager, io_errno, quiet_failures, quiet_orbax_logs
-from lstmjax.save_errors import CheckpointSaveError, remove_partial_saves, save_error
+from lstmjax.save_errors import (
+    CheckpointSaveError,
+    remove_partial_saves,
+    require_writable,
+    save_error,
+)
 
 __all__ = ["CheckpointSaveError", "Checkpoints", "DamagedCheckpointError"]
 
@@ -140,9 +144,9 @@ class Checkpoints:
         self._metrics: dict[int, float | None] = {}
         self._closed = False
         self._writing: int | None = None  # the step whose background write is in flight
-        self._write_failed = False
+        self._write_failed = False  # a save failed: orbax stays quiet until close()
         self._quiet_write = contextlib.ExitStack()  # quiet_failures() while a write is in flight
-        quiet_orbax_logs()
+        orbax_compat.quiet_orbax_logs()
         self._empty_trash()  # left by a process killed while deleting old steps
         policies = [checkpoint_managers.LatestN(n=keep)]
         if keep_best:
@@ -157,7 +161,7 @@ class Checkpoints:
             best_mode="min",
             todelete_subdir=_TRASH,
         )
-        self._manager = Manager(self.directory, options=options, item_names=_ITEMS)
+        self._manager = orbax_compat.Manager(self.directory, options=options, item_names=_ITEMS)
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -233,9 +237,12 @@ class Checkpoints:
         value = None if metric is None else float(metric)
         value = value if value is not None and math.isfinite(value) else None
         self._settle()
-        self._quiet_write.enter_context(quiet_failures(lambda: self._write_failed))
+        if not self._write_failed:
+            self._quiet_write.enter_context(
+                orbax_compat.quiet_failures(lambda: self._write_failed))
         with self._save_errors(step):
             self.directory.mkdir(parents=True, exist_ok=True)
+            require_writable(self.directory)
             saved = self._manager.save(
                 step,
                 args=ocp.args.Composite(
@@ -249,7 +256,7 @@ class Checkpoints:
         if saved:
             self._metrics[step] = value
             self._writing = step
-        else:
+        elif not self._write_failed:
             self._quiet_write.close()
         return saved
 
@@ -260,12 +267,14 @@ class Checkpoints:
         try:
             yield
         except Exception as error:
-            code = io_errno(error)
+            code = orbax_compat.io_errno(error)
             self._write_failed = True
-            self._quiet_write.close()  # with the abandoned writes collected first
-            self._write_failed = False
             if code is None:
+                self._quiet_write.close()  # with the abandoned writes collected first
+                self._write_failed = False
                 raise
+            # Quiet until close(): TensorStore finishes the abandoned writes later.
+            orbax_compat.wait_for_failed_writes(self._manager)
             self._metrics.pop(step, None)
             if jax.process_index() == 0:
                 remove_partial_saves(self.directory)
@@ -312,7 +321,7 @@ class Checkpoints:
                   for path, leaf in path_leaves}
         candidates = self._candidates(step)
         damaged: dict[int, str] = {}
-        with quiet_failures(lambda: bool(damaged)):  # a damaged step's abandoned reads
+        with orbax_compat.quiet_failures(lambda: bool(damaged)):  # a damaged step's abandoned reads
             for candidate in candidates:
                 try:
                     leaves, extra, verified = self._restore_step(candidate, wanted, partial)
@@ -471,6 +480,7 @@ class Checkpoints:
         finally:
             self._closed = True
             self._manager.close()
+            self._quiet_write.close()
 
     def __enter__(self) -> Self:
         return self
@@ -487,7 +497,8 @@ class Checkpoints:
         step, self._writing = self._writing, None
         with self._save_errors(step):
             self._manager.wait_until_finished()
-        self._quiet_write.close()
+        if not self._write_failed:
+            self._quiet_write.close()
         self._empty_trash()
 
     def _empty_trash(self) -> None:

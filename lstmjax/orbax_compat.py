@@ -15,8 +15,13 @@ tell, after an upgrade, that it is no longer needed (then delete it and its call
   read or write fails it abandons the other reads or writes of the step in an event loop it has
   closed, which print through ``sys.unraisablehook`` ("Event loop is closed", or "Exception
   ignored in <coroutine ...>" with a TensorStore spec of 50 lines), tens to hundreds of lines.
-  No longer needed when ``test_full_disk_is_one_error`` and the damaged-step tests pass, with
-  nothing on stderr, without it.
+  No longer needed when ``test_a_refused_save_is_one_error`` and the damaged-step tests pass,
+  with nothing on stderr, without it.
+- :func:`wait_for_failed_writes`: when one write of a save fails, orbax raises at once and leaves
+  the save's other threads running; each logs the failure with a traceback when it ends, and the
+  next two ``wait_until_finished`` (or ``save``) raise it again (the save's error, then its
+  ``_CHECKPOINT_METADATA`` write's). No longer needed when, after a failed save,
+  ``threading.enumerate()`` holds no orbax thread and ``wait_until_finished`` returns.
 - :func:`io_errno`: orbax raises TensorStore's I/O failures as ``ValueError("RESOURCE_EXHAUSTED:
   ... [os_error_code='28']")`` rather than an OSError. No longer needed when a full disk during
   a save raises an OSError with ``errno.ENOSPC`` (then read ``error.errno``).
@@ -30,6 +35,8 @@ import logging
 import os
 import re
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -100,6 +107,16 @@ def _drop_abandoned(unraisable: Any) -> None:
         (_hook_before or sys.__unraisablehook__)(unraisable)
 
 
+_excepthook_before: Callable[..., None] | None = None
+
+
+def _drop_closed_loop(kind: type, value: BaseException, traceback: Any) -> None:
+    """TensorStore prints an abandoned write's callback into a closed loop through
+    ``sys.excepthook`` (``PyErr_Print``), not the unraisable hook."""
+    if str(value) != "Event loop is closed":
+        (_excepthook_before or sys.__excepthook__)(kind, value, traceback)
+
+
 @contextlib.contextmanager
 def quiet_failures(failed: Callable[[], bool] = lambda: False) -> Iterator[None]:
     """Silence orbax's reports of a failure that the caller reports itself: its log records that
@@ -107,10 +124,11 @@ def quiet_failures(failed: Callable[[], bool] = lambda: False) -> Iterator[None]
     ``sys.unraisablehook`` (other unraisable errors pass through). On the way out, when
     ``failed()`` or an exception leaves the block, collect garbage first, so that abandoned
     coroutines in reference cycles are closed while the hook is still in place."""
-    global _failures_expected, _hook_before
+    global _failures_expected, _hook_before, _excepthook_before
     quiet_orbax_logs()
     if _failures_expected == 0:
         _hook_before, sys.unraisablehook = sys.unraisablehook, _drop_abandoned
+        _excepthook_before, sys.excepthook = sys.excepthook, _drop_closed_loop
     _failures_expected += 1
     try:
         yield
@@ -124,3 +142,21 @@ def quiet_failures(failed: Callable[[], bool] = lambda: False) -> Iterator[None]
         _failures_expected -= 1
         if _failures_expected == 0:
             sys.unraisablehook, _hook_before = _hook_before, None
+            sys.excepthook, _excepthook_before = _excepthook_before, None
+
+
+def wait_for_failed_writes(manager: ocp.CheckpointManager, timeout: float = 2.0) -> None:
+    """After a save of ``manager`` failed: take the errors its other writes raise, and wait up to
+    ``timeout`` seconds for orbax's threads of it to end (call inside :func:`quiet_failures`)."""
+    for _ in range(4):  # the save's error, then its other writes' (each one raised once)
+        try:
+            manager.wait_until_finished()
+            manager._checkpointer.wait_until_finished()  # raises what the manager's did not
+            break
+        except Exception:
+            continue
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if type(thread).__module__.startswith("orbax.") and thread is not threading.current_thread():
+            with contextlib.suppress(Exception):  # orbax's threads raise their error in join
+                thread.join(max(0.0, deadline - time.monotonic()))

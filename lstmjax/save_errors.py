@@ -68,6 +68,15 @@ def save_error(errno: int, directory: pathlib.Path, step: int, resume_step: int 
                                f"{where}; {fix}, then {then}", errno, step, resume_step)
 
 
+def require_writable(directory: pathlib.Path) -> None:
+    """Raise an OSError (EROFS or EACCES) unless this process may create files in ``directory``:
+    checked before a save starts, since orbax creates a step's directory in a background thread
+    whose failure leaves the save's other threads waiting."""
+    if not os.access(directory, os.W_OK):
+        code = errnos.EROFS if os.statvfs(directory).f_flag & os.ST_RDONLY else errnos.EACCES
+        raise OSError(code, os.strerror(code), str(directory))
+
+
 def remove_partial_saves(directory: pathlib.Path) -> None:
     """Remove the temporary directories of unfinished saves from ``directory``."""
     for path in directory.glob(PARTIAL):

@@ -1,7 +1,9 @@
 """Checkpoints: bit-exact round trips (optax state, typed PRNG key, LSTMState carry), retention of
 the last K plus the best, restoring a given step or the best, clear errors, saves that survive
-donation, quiet logs, and SIGKILL in a subprocess between and during saves."""
+donation, quiet logs, SIGKILL in a subprocess between and during saves, checkpoints written by an
+earlier lstmjax, and a save that the file system refuses."""
 
+import errno
 import json
 import logging
 import os
@@ -22,9 +24,11 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from etils import epath
 
-from lstmjax import LSTMState
-from lstmjax.checkpoint import Checkpoints, DamagedCheckpointError
+from lstmjax import LSTMState, save_errors
+from lstmjax.checkpoint import Checkpoints, CheckpointSaveError, DamagedCheckpointError
+from lstmjax.orbax_compat import io_errno
 
 
 @flax.struct.dataclass
@@ -554,3 +558,101 @@ def test_corrupt_metrics_file_leaves_the_step_unranked(ckpt):
         assert checkpoints.metric(200) is None and checkpoints.best_step() == 300
         _assert_identical(checkpoints.restore(_TARGET, step=200, on_warning=pytest.fail)[0],
                           _payload(200))
+
+
+# ------------------------------------------------------------------------------------------------
+# Checkpoints written by an earlier lstmjax still restore.
+# ------------------------------------------------------------------------------------------------
+
+_FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "checkpoint_v2"
+
+
+def _fixture_state(step: int) -> dict:
+    """The state that tests/fixtures/checkpoint_v2 holds for steps 1 and 2 (metrics 2.0 and 1.0),
+    written by lstmjax at commit 5083f79 (layout format 2) with ``Checkpoints(..., keep=2)``."""
+    return {"params": {"kernel": jnp.arange(12, dtype=jnp.float32).reshape(3, 4) / (step + 1)},
+            "rng": jax.random.key(step), "step": jnp.int32(step)}
+
+
+def test_checkpoints_of_layout_format_2_restore(tmp_path):
+    directory = shutil.copytree(_FIXTURE, tmp_path / "ckpt")
+    target = jax.eval_shape(lambda: _fixture_state(0))
+    with Checkpoints(directory, keep=2) as checkpoints:
+        assert checkpoints.all_steps() == [1, 2] and checkpoints.best_step() == 2
+        for step in (1, 2):
+            state, extra = checkpoints.restore(target, step=step, on_warning=pytest.fail)
+            _assert_identical(state, _fixture_state(step))
+            assert extra == {"position": {"epoch": 0, "window": step}}
+
+
+# ------------------------------------------------------------------------------------------------
+# A save that the file system refuses: one error naming the file system and the fix.
+# ------------------------------------------------------------------------------------------------
+
+
+def _refuse_writes(monkeypatch, directory: pathlib.Path, code: int) -> None:
+    """Make every file that orbax opens for writing under ``directory`` fail with ``code``, as a
+    full disk does (orbax writes its JSON and metadata files through epath, in its threads)."""
+    path_type = type(epath.Path("/"))
+    real_open = path_type.open
+
+    def refusing_open(self, mode="r", **kwargs):
+        if "w" in mode and str(self).startswith(str(directory)):
+            raise OSError(code, os.strerror(code), str(self))
+        return real_open(self, mode, **kwargs)
+
+    monkeypatch.setattr(path_type, "open", refusing_open)
+
+
+def test_a_refused_save_is_one_error(tmp_path, monkeypatch, capfd):
+    directory = tmp_path / "ckpt"
+    small = {"w": jnp.arange(3.0)}
+    with Checkpoints(directory) as checkpoints:
+        checkpoints.save(1, small, {"step": 1})
+        checkpoints.wait_until_finished()
+        _refuse_writes(monkeypatch, directory, errno.ENOSPC)
+        with pytest.raises(CheckpointSaveError) as raised:
+            checkpoints.save(2, small, {"step": 2})  # raises here or, from the thread, below
+            checkpoints.wait_until_finished()
+        mount = save_errors.mount_point(directory)
+        assert re.fullmatch(
+            rf"cannot save checkpoint step 2 in {re.escape(str(directory))}: no space left on "
+            rf"device \(ENOSPC\) on the file system mounted at {re.escape(str(mount))} \(\S+ \S+ "
+            rf"free of \S+ \S+\); free space on {re.escape(str(mount))}, then run the same command "
+            "to resume from step 1", str(raised.value))
+        assert isinstance(raised.value, OSError) and raised.value.errno == errno.ENOSPC
+        assert _entries(directory) == ["1"]  # the partial save is removed
+        assert checkpoints.all_steps() == [1]
+        monkeypatch.undo()  # space is freed
+        assert checkpoints.save(2, small, {"step": 2})
+        restored, extra = checkpoints.restore(jax.eval_shape(lambda: small), step=1)
+    np.testing.assert_array_equal(restored["w"], small["w"])
+    assert extra == {"step": 1}
+    with Checkpoints(directory) as reopened:
+        assert reopened.all_steps() == [1, 2]
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")  # no traceback from orbax, asyncio or threads
+
+
+def test_an_unwritable_directory_is_one_error(tmp_path, monkeypatch, capfd):
+    monkeypatch.setattr(save_errors.os, "access", lambda path, mode: False)
+    with Checkpoints(tmp_path / "ckpt") as checkpoints:
+        with pytest.raises(CheckpointSaveError, match=r"cannot save checkpoint step 3 in .*ckpt: "
+                           r"permission denied \(EACCES\) .*; make .*ckpt writable for this user, "
+                           r"then run the same command to start again \(no checkpoint was written "
+                           r"yet\)$"):
+            checkpoints.save(3, {"w": jnp.ones(2)}, {})
+        assert checkpoints.all_steps() == []
+    assert capfd.readouterr() == ("", "")
+
+
+def test_io_errno_reads_orbax_errors():
+    assert io_errno(OSError(errno.EROFS, "Read-only file system")) == errno.EROFS
+    tensorstore = ValueError('RESOURCE_EXHAUSTED: Failed writing: "/x/d/a5": Failed to write 3252 '
+                             "bytes to file 7: No space left on device [os_error_code='28']")
+    assert io_errno(tensorstore) == errno.ENOSPC
+    wrapped = RuntimeError("commit failed")
+    wrapped.__cause__ = tensorstore
+    assert io_errno(wrapped) == errno.ENOSPC
+    assert io_errno(ValueError("NOT_FOUND: no such key")) is None
+    assert io_errno(TimeoutError("no errno")) is None
