@@ -65,6 +65,17 @@ def _keep_mask(key: Array, rate: float, shape: tuple[int, ...], dtype: Any) -> A
     return kept.astype(dtype) / jnp.asarray(keep, dtype)
 
 
+class _FromCell:
+    """A member a wrapper takes unchanged from the cell it wraps: ``wrapper.name`` is
+    ``wrapper.cell.name`` (a value, such as ``hidden_size``, or a bound method, such as ``init``)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, wrapper: Any, owner: type | None = None) -> Any:
+        return self if wrapper is None else getattr(wrapper.cell, self.name)
+
+
 @dataclasses.dataclass(frozen=True)
 class Wrapper(Steps):
     """What every wrapper delegates to the cell it wraps (``step`` and ``step_with_weights`` are
@@ -80,43 +91,17 @@ class Wrapper(Steps):
                              f"update, ...), got {self.cell!r}")
 
     # -- the wrapped cell's, unchanged ---------------------------------------------------------
-    @property
-    def hidden_size(self) -> int:
-        return self.cell.hidden_size
-
-    @property
-    def output_size(self) -> int:
-        return self.cell.output_size
-
-    @property
-    def dtype(self) -> Any:
-        return self.cell.dtype
-
-    @property
-    def param_dtype(self) -> Any:
-        return self.cell.param_dtype
-
-    @property
-    def state_dtype(self) -> Any:
-        return self.cell.state_dtype
-
-    def init(self, key: Array, input_size: int) -> Params:
-        return self.cell.init(key, input_size)
-
-    def param_shapes(self, input_size: int) -> dict[str, tuple[int, ...]]:
-        return self.cell.param_shapes(input_size)
-
-    def zero_carry(self, batch_size: int) -> Any:
-        return self.cell.zero_carry(batch_size)
-
-    def matmul(self, lhs: Array, kernel: Array) -> Array:
-        return self.cell.matmul(lhs, kernel)
-
-    def project_inputs(self, weights: LayerWeights, x: Array) -> Array:
-        return self.cell.project_inputs(weights, x)
-
-    def cast_weights(self, weights: LayerWeights) -> LayerWeights:
-        return self.cell.cast_weights(weights)
+    hidden_size = _FromCell()
+    output_size = _FromCell()
+    dtype = _FromCell()
+    param_dtype = _FromCell()
+    state_dtype = _FromCell()
+    init = _FromCell()
+    param_shapes = _FromCell()
+    zero_carry = _FromCell()
+    matmul = _FromCell()
+    project_inputs = _FromCell()
+    cast_weights = _FromCell()
 
     # -- randomness ---------------------------------------------------------------------------
     def noise(self, key: Array, num_steps: int, batch_size: int) -> Noise:
