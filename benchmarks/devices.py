@@ -22,7 +22,7 @@ the same global batch.
 The shape: H = 200, L = 2, V = 10,000 and T = 20 are the PTB "small" recipe's, the smallest of
 the recipe shapes whose step is more than dispatch overhead; B = 64 instead of its 20, so that B
 splits over 1, 2, 4 and 8 devices with 8 streams left on each at N = 8. One step takes 0.9 s
-(N = 1) to 2 s (N = 8) on this workplace's 2 cores, so the full CPU run (4 device counts, 2
+(N = 1) to 2 s (N = 8) on a 2-core x86-64 VM (AMD EPYC, Zen 4), so the full CPU run (4 device counts, 2
 rounds of 2 + 10 steps) takes about 4.5 minutes.
 
     python -m benchmarks.devices                 # N in 1 2 4 8 (CPU) or 1, 2, 4, ... (GPU)
