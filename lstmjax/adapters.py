@@ -1,6 +1,6 @@
 """What the framework modules (:mod:`lstmjax.nnx`, :mod:`lstmjax.linen`, :mod:`lstmjax.equinox`)
-share: flax ``nn.RNN``'s call over :func:`lstmjax.run_layer`, whether a cell draws noise, and the
-checks of a module's arguments. Plain functions: no framework is imported here.
+share: flax ``nn.RNN``'s call over :func:`lstmjax.run_layer`, the checks of a module's arguments,
+and what a Bidirectional module reads off its two RNNs. No framework is imported here.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from lstmjax._checks import require_choice, require_positive_int
 from lstmjax.cells import RecurrentCell
-from lstmjax.engines import run_layer
+from lstmjax.engines import ENGINE_NAMES, run_layer
 from lstmjax.layers import concatenate, flip_within_lengths
 
 Array = jax.Array
@@ -91,11 +92,58 @@ def out_features(cell: Any, merge: Merge) -> int:
     return jax.eval_shape(merge, *shapes).shape[-1]
 
 
-def check_chain(layers: Sequence[Any], merge: Merge) -> None:
-    """Raise a ValueError unless each layer's ``in_features`` is the previous layer's output
-    features (:func:`out_features`)."""
+def checked_layer(cell: Any, in_features: int, engine: str) -> Any:
+    """``cell`` (:func:`checked_cell`), after checking an RNN module's other arguments:
+    ``in_features`` a positive int and ``engine`` a key of :data:`lstmjax.ENGINES` or
+    ``"auto"``."""
+    require_positive_int("in_features", in_features)
+    require_choice("engine", engine, ENGINE_NAMES)
+    return checked_cell(cell)
+
+
+def _qualified(module_type: type) -> str:
+    return f"{module_type.__module__}.{module_type.__name__}"
+
+
+def check_directions(forward: Any, backward: Any, rnn: type) -> None:
+    """Raise a ValueError unless ``forward`` and ``backward`` are ``rnn`` modules (the
+    framework's RNN) that share one engine, ``time_major`` and ``in_features``: a Bidirectional
+    runs them as one call."""
+    for name, layer in (("forward", forward), ("backward", backward)):
+        if not isinstance(layer, rnn):
+            raise ValueError(f"{name} must be an {_qualified(rnn)}, got {type(layer).__name__}")
+    for name in ("engine", "time_major", "in_features"):
+        shared_option("Bidirectional", (forward, backward), name)
+
+
+def check_layers(layers: Sequence[Any], rnn: type, bidirectional: type) -> None:
+    """Raise a ValueError unless each of a Stack's ``layers`` is an ``rnn`` or ``bidirectional``
+    module (the framework's), they share the options of :func:`stack_options`, and each
+    layer's ``in_features`` is the previous layer's output features (:func:`out_features`)."""
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, rnn | bidirectional):
+            raise ValueError(f"Stack layer {index} must be an {_qualified(rnn)} or "
+                             f"{bidirectional.__name__}, got {type(layer).__name__}")
+    merge = stack_options(layers)["merge"]
     for index in range(1, len(layers)):
         given = out_features(layers[index - 1].cell, merge)
         if layers[index].in_features != given:
             raise ValueError(f"Stack layer {index} has in_features={layers[index].in_features}, "
                              f"but layer {index - 1} gives {given} features")
+
+
+class Directions:
+    """What a Bidirectional module (with attributes ``forward`` and ``backward``, RNN modules
+    checked by :func:`check_directions`) reads off its two RNNs."""
+
+    cell = property(lambda self: (self.forward.cell, self.backward.cell),
+                    doc="The ``(forward, backward)`` cells.")
+    engine = property(lambda self: self.forward.engine, doc="The engine of both RNNs.")
+    time_major = property(lambda self: self.forward.time_major,
+                          doc="Whether both RNNs take ``[T, B, I]`` inputs.")
+    in_features = property(lambda self: self.forward.in_features,
+                           doc="I, both RNNs' inputs' features.")
+
+    def cell_params(self) -> tuple[dict[str, Array], dict[str, Array]]:
+        """The ``(forward, backward)`` cells' parameters as arrays."""
+        return self.forward.cell_params(), self.backward.cell_params()

@@ -23,18 +23,7 @@ from typing import Any
 import equinox as eqx
 import jax
 
-from lstmjax._checks import require_choice, require_positive_int
-from lstmjax.adapters import (
-    Merge,
-    check_chain,
-    checked_cell,
-    checked_features,
-    checked_rate,
-    run_rnn,
-    shared_option,
-    stack_options,
-)
-from lstmjax.engines import ENGINE_NAMES
+from lstmjax import adapters
 from lstmjax.layers import concatenate, run_bidirectional, run_stack
 from lstmjax.regularizers import draws_noise
 
@@ -48,7 +37,7 @@ def _noise_key(owner: str, rnns: Sequence[RNN], key: Array | None, inference: bo
     cells; a ValueError for a regularizer cell in training without a key."""
     if not any(draws_noise(rnn.cell) for rnn in rnns):
         return None
-    if (shared_option(owner, rnns, "inference") if inference is None else inference):
+    if (adapters.shared_option(owner, rnns, "inference") if inference is None else inference):
         return None
     if key is None:
         raise ValueError(f"{owner} over a regularizer cell draws its masks from key= in "
@@ -86,9 +75,7 @@ class RNN(eqx.Module):
 
     def __init__(self, cell: Any, in_features: int, *, key: Array, engine: str = "auto",
                  time_major: bool = False, inference: bool = False):
-        require_positive_int("in_features", in_features)
-        require_choice("engine", engine, ENGINE_NAMES)
-        self.cell = checked_cell(cell)
+        self.cell = adapters.checked_layer(cell, in_features, engine)
         self.in_features, self.engine, self.time_major = in_features, engine, time_major
         self.inference = inference
         self.params = cell.init(key, in_features)
@@ -111,21 +98,19 @@ class RNN(eqx.Module):
         ``(final_carry, ys)`` with ``return_carry``. ``key``: a regularizer cell's randomness,
         required in training; ``inference``: True runs the cell without (None: the field).
         """
-        checked_features("RNN", self.in_features, xs)
-        return run_rnn(self.cell, self.params, initial_carry, xs, engine=self.engine,
-                       time_major=self.time_major, seq_lengths=seq_lengths, resets=resets,
-                       reverse=reverse, keep_order=keep_order, return_carry=return_carry,
-                       key=self.noise_key(key, inference))
+        adapters.checked_features("RNN", self.in_features, xs)
+        return adapters.run_rnn(self.cell, self.params, initial_carry, xs, engine=self.engine,
+                                time_major=self.time_major, seq_lengths=seq_lengths, resets=resets,
+                                reverse=reverse, keep_order=keep_order, return_carry=return_carry,
+                                key=self.noise_key(key, inference))
 
 
-class Bidirectional(eqx.Module):
+class Bidirectional(adapters.Directions, eqx.Module):
     """Two :class:`RNN` over the same inputs, forward and backward, outputs merged step by step.
 
-    flax ``nn.Bidirectional``'s semantics, through :func:`lstmjax.run_bidirectional`; its
-    differences are those listed on :class:`lstmjax.linen.Bidirectional` (arguments ``forward``,
-    ``backward``, ``merge``; engine and ``time_major`` from the two RNNs, which must agree, as
-    must their ``in_features``; ``return_carry`` a call argument only; ``resets`` with document
-    ends derived for the backward layer; zeros at padded steps).
+    flax ``nn.Bidirectional``'s semantics through :func:`lstmjax.run_bidirectional`, with the
+    differences listed on :class:`lstmjax.linen.Bidirectional`; the engine, ``time_major`` and
+    ``in_features`` are the two RNNs', which must agree.
 
     Regularizer cells: in training ``key=`` is split between the directions
     (:func:`lstmjax.run_bidirectional`); ``inference`` as :class:`RNN`'s, the two RNNs' fields
@@ -138,25 +123,11 @@ class Bidirectional(eqx.Module):
 
     forward: RNN
     backward: RNN
-    merge: Merge = eqx.field(static=True)
+    merge: adapters.Merge = eqx.field(static=True)
 
-    def __init__(self, forward: RNN, backward: RNN, merge: Merge = concatenate):
-        for name, layer in (("forward", forward), ("backward", backward)):
-            if not isinstance(layer, RNN):
-                raise ValueError(f"{name} must be an lstmjax.equinox.RNN, got "
-                                 f"{type(layer).__name__}")
-        for name in ("engine", "time_major", "in_features"):
-            shared_option("Bidirectional", (forward, backward), name)
+    def __init__(self, forward: RNN, backward: RNN, merge: adapters.Merge = concatenate):
+        adapters.check_directions(forward, backward, RNN)
         self.forward, self.backward, self.merge = forward, backward, merge
-
-    cell = property(lambda self: (self.forward.cell, self.backward.cell),
-                    doc="The ``(forward, backward)`` cells.")
-    engine = property(lambda self: self.forward.engine)
-    time_major = property(lambda self: self.forward.time_major)
-    in_features = property(lambda self: self.forward.in_features)
-
-    def cell_params(self) -> tuple[dict[str, Array], dict[str, Array]]:
-        return self.forward.params, self.backward.params
 
     def noise_key(self, key: Array | None, inference: bool | None) -> Array | None:
         """The cells' key for one call: ``key`` in training, None in inference or for plain
@@ -168,7 +139,7 @@ class Bidirectional(eqx.Module):
                  key: Array | None = None, inference: bool | None = None) -> Any:
         """Arguments and returns as :meth:`lstmjax.linen.Bidirectional.__call__`; ``key`` and
         ``inference`` as :meth:`RNN.__call__`."""
-        checked_features("Bidirectional", self.in_features, xs)
+        adapters.checked_features("Bidirectional", self.in_features, xs)
         carry, ys = run_bidirectional(self.cell, self.cell_params(), initial_carry, xs,
                                       engine=self.engine, lengths=seq_lengths, resets=resets,
                                       merge=self.merge, time_major=self.time_major,
@@ -181,9 +152,9 @@ class Stack(eqx.Module):
 
     torch ``nn.LSTM(num_layers=L, dropout=p)``'s dropout: on each layer's outputs but the last's,
     by ``eqx.nn.Dropout`` (a ``key`` per call; ``inference=True`` or ``eqx.nn.inference_mode``
-    turns it off, and the layers' regularizer cells with it). Through :func:`lstmjax.run_stack`: every layer must use one engine and one
-    ``time_major``, the Bidirectional layers one merge, and each layer's ``in_features`` must be
-    the previous layer's output features.
+    turns it off, and the layers' regularizer cells with it). Through :func:`lstmjax.run_stack`:
+    every layer must use one engine and one ``time_major``, the Bidirectional layers one merge,
+    and each layer's ``in_features`` must be the previous layer's output features.
 
     Args:
       layers: :class:`RNN` and :class:`Bidirectional` modules.
@@ -194,13 +165,9 @@ class Stack(eqx.Module):
     dropout: eqx.nn.Dropout
 
     def __init__(self, layers: Sequence[RNN | Bidirectional], dropout: float = 0.0):
-        for index, layer in enumerate(layers):
-            if not isinstance(layer, RNN | Bidirectional):
-                raise ValueError(f"Stack layer {index} must be an lstmjax.equinox.RNN or "
-                                 f"Bidirectional, got {type(layer).__name__}")
-        check_chain(layers, stack_options(layers)["merge"])
+        adapters.check_layers(layers, RNN, Bidirectional)
         self.layers = tuple(layers)
-        self.dropout = eqx.nn.Dropout(checked_rate(dropout))
+        self.dropout = eqx.nn.Dropout(adapters.checked_rate(dropout))
 
     def __call__(self, xs: Array, initial_carry: Any = None, *, seq_lengths: Array | None = None,
                  resets: Array | None = None, return_carry: bool = False,
@@ -220,7 +187,7 @@ class Stack(eqx.Module):
         Returns:
           The last layer's ``ys``, or ``(final_carries, ys)``.
         """
-        checked_features("Stack", self.layers[0].in_features, xs)
+        adapters.checked_features("Stack", self.layers[0].in_features, xs)
         cell_keys = [None] * len(self.layers)
         if key is not None and any(draws_noise(layer.cell) for layer in self.layers):
             key, cells_key = jax.random.split(key)
@@ -237,7 +204,7 @@ class Stack(eqx.Module):
         carries, ys = run_stack([layer.cell for layer in self.layers],
                                 [layer.cell_params() for layer in self.layers], initial_carry,
                                 xs, lengths=seq_lengths, resets=resets, between=between,
-                                keys=cell_keys, **stack_options(self.layers))
+                                keys=cell_keys, **adapters.stack_options(self.layers))
         return (carries, ys) if return_carry else ys
 
 

@@ -23,16 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lstmjax import adapters
 from lstmjax._checks import require_choice
-from lstmjax.adapters import (
-    Merge,
-    checked_cell,
-    checked_rate,
-    out_features,
-    run_rnn,
-    shared_option,
-    stack_options,
-)
 from lstmjax.engines import ENGINE_NAMES
 from lstmjax.layers import concatenate, run_bidirectional, run_stack
 from lstmjax.regularizers import draws_noise
@@ -101,7 +93,7 @@ class RNN(nn.Module):
     time_major: bool = False
 
     def __post_init__(self):
-        checked_cell(self.cell)
+        adapters.checked_cell(self.cell)
         require_choice("engine", self.engine, ENGINE_NAMES)
         super().__post_init__()
 
@@ -131,10 +123,10 @@ class RNN(nn.Module):
           ``ys: [B, T, P]`` (``[T, B, P]`` if ``time_major``), or ``(final_carry, ys)``.
         """
         params = self.cell_params(jnp.shape(xs)[-1])
-        return run_rnn(self.cell, params, initial_carry, xs, engine=self.engine,
-                       time_major=self.time_major, seq_lengths=seq_lengths, resets=resets,
-                       reverse=reverse, keep_order=keep_order, return_carry=return_carry,
-                       key=_noise_key(self, "RNN", self.cell, deterministic))
+        return adapters.run_rnn(self.cell, params, initial_carry, xs, engine=self.engine,
+                                time_major=self.time_major, seq_lengths=seq_lengths, resets=resets,
+                                reverse=reverse, keep_order=keep_order, return_carry=return_carry,
+                                key=_noise_key(self, "RNN", self.cell, deterministic))
 
 
 class Bidirectional(nn.Module):
@@ -158,7 +150,7 @@ class Bidirectional(nn.Module):
 
     forward: RNN
     backward: RNN
-    merge: Merge = concatenate
+    merge: adapters.Merge = concatenate
 
     @property
     def cell(self) -> tuple[Any, Any]:
@@ -167,11 +159,11 @@ class Bidirectional(nn.Module):
 
     @property
     def engine(self) -> str:
-        return shared_option("Bidirectional", (self.forward, self.backward), "engine")
+        return adapters.shared_option("Bidirectional", (self.forward, self.backward), "engine")
 
     @property
     def time_major(self) -> bool:
-        return shared_option("Bidirectional", (self.forward, self.backward), "time_major")
+        return adapters.shared_option("Bidirectional", (self.forward, self.backward), "time_major")
 
     def cell_params(self, in_features: int) -> tuple[dict[str, Array], dict[str, Array]]:
         """The ``(forward, backward)`` cells' parameters."""
@@ -234,8 +226,8 @@ class Stack(nn.Module):
         Returns:
           The last layer's ``ys``, or ``(final_carries, ys)``.
         """
-        options = stack_options(self.layers)
-        checked_rate(self.dropout)
+        options = adapters.stack_options(self.layers)
+        adapters.checked_rate(self.dropout)
         between = None
         if self.dropout > 0:
             if deterministic is None:
@@ -248,7 +240,7 @@ class Stack(nn.Module):
         params, in_features = [], jnp.shape(xs)[-1]
         for layer in self.layers:
             params.append(layer.cell_params(in_features))
-            in_features = out_features(layer.cell, options["merge"])
+            in_features = adapters.out_features(layer.cell, options["merge"])
         carries, ys = run_stack([layer.cell for layer in self.layers], params, initial_carry, xs,
                                 lengths=seq_lengths, resets=resets, between=between,
                                 keys=lambda layer: _noise_key(self, "Stack", self.layers[layer].cell,

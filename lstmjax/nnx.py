@@ -21,18 +21,7 @@ from typing import Any
 import jax
 from flax import nnx
 
-from lstmjax._checks import require_choice, require_positive_int
-from lstmjax.adapters import (
-    Merge,
-    check_chain,
-    checked_cell,
-    checked_features,
-    checked_rate,
-    run_rnn,
-    shared_option,
-    stack_options,
-)
-from lstmjax.engines import ENGINE_NAMES
+from lstmjax import adapters
 from lstmjax.layers import concatenate, run_bidirectional, run_stack
 from lstmjax.regularizers import draws_noise
 
@@ -64,9 +53,7 @@ class RNN(nnx.Module):
 
     def __init__(self, cell: Any, in_features: int, *, rngs: nnx.Rngs, engine: str = "auto",
                  time_major: bool = False):
-        require_positive_int("in_features", in_features)
-        require_choice("engine", engine, ENGINE_NAMES)
-        self.cell = checked_cell(cell)
+        self.cell = adapters.checked_layer(cell, in_features, engine)
         self.in_features, self.engine, self.time_major = in_features, engine, time_major
         self.params = nnx.data({name: nnx.Param(value) for name, value
                                 in cell.init(rngs.params(), in_features).items()})
@@ -101,21 +88,20 @@ class RNN(nnx.Module):
         Arguments and returns as :meth:`lstmjax.linen.RNN.__call__`: ``ys: [B, T, P]``, or
         ``(final_carry, ys)`` with ``return_carry``.
         """
-        checked_features("RNN", self.in_features, xs)
-        return run_rnn(self.cell, self.cell_params(), initial_carry, xs, engine=self.engine,
-                       time_major=self.time_major, seq_lengths=seq_lengths, resets=resets,
-                       reverse=reverse, keep_order=keep_order, return_carry=return_carry,
-                       key=self.noise_key())
+        adapters.checked_features("RNN", self.in_features, xs)
+        return adapters.run_rnn(self.cell, self.cell_params(), initial_carry, xs,
+                                engine=self.engine, time_major=self.time_major,
+                                seq_lengths=seq_lengths, resets=resets, reverse=reverse,
+                                keep_order=keep_order, return_carry=return_carry,
+                                key=self.noise_key())
 
 
-class Bidirectional(nnx.Module):
+class Bidirectional(adapters.Directions, nnx.Module):
     """Two :class:`RNN` over the same inputs, forward and backward, outputs merged step by step.
 
-    flax ``nn.Bidirectional``'s semantics, through :func:`lstmjax.run_bidirectional`; its
-    differences are those listed on :class:`lstmjax.linen.Bidirectional` (arguments ``forward``,
-    ``backward``, ``merge``; engine and ``time_major`` from the two RNNs, which must agree, as
-    must their ``in_features``; ``return_carry`` a call argument only; ``resets`` with document
-    ends derived for the backward layer; zeros at padded steps).
+    flax ``nn.Bidirectional``'s semantics through :func:`lstmjax.run_bidirectional`, with the
+    differences listed on :class:`lstmjax.linen.Bidirectional`; the engine, ``time_major`` and
+    ``in_features`` are the two RNNs', which must agree.
 
     Regularizer cells: in training one key per call, drawn from the stream of the first
     direction over a regularizer cell (forward, else backward) and split between the two by
@@ -127,35 +113,21 @@ class Bidirectional(nnx.Module):
       merge: ``merge(ys_forward, ys_backward) -> ys``; the default concatenates the features.
     """
 
-    def __init__(self, forward: RNN, backward: RNN, merge: Merge = concatenate):
-        for name, layer in (("forward", forward), ("backward", backward)):
-            if not isinstance(layer, RNN):
-                raise ValueError(f"{name} must be an lstmjax.nnx.RNN, got {type(layer).__name__}")
+    def __init__(self, forward: RNN, backward: RNN, merge: adapters.Merge = concatenate):
+        adapters.check_directions(forward, backward, RNN)
         self.forward, self.backward, self.merge = forward, backward, merge
-        for name in ("engine", "time_major", "in_features"):
-            shared_option("Bidirectional", (forward, backward), name)
-
-    cell = property(lambda self: (self.forward.cell, self.backward.cell),
-                    doc="The ``(forward, backward)`` cells.")
-    engine = property(lambda self: self.forward.engine)
-    time_major = property(lambda self: self.forward.time_major)
-    in_features = property(lambda self: self.forward.in_features)
-
-    def cell_params(self) -> tuple[dict[str, Array], dict[str, Array]]:
-        """The ``(forward, backward)`` cells' parameters as arrays."""
-        return self.forward.cell_params(), self.backward.cell_params()
 
     def noise_key(self) -> Array | None:
         """The cells' key for one call (see the class): None in evaluation or for plain cells."""
         noisy = [layer for layer in (self.forward, self.backward) if draws_noise(layer.cell)]
-        if not noisy or shared_option("Bidirectional", noisy, "deterministic"):
+        if not noisy or adapters.shared_option("Bidirectional", noisy, "deterministic"):
             return None
         return noisy[0].noise_key()
 
     def __call__(self, xs: Array, initial_carry: Any = None, *, seq_lengths: Array | None = None,
                  resets: Array | None = None, return_carry: bool = False) -> Any:
         """Arguments and returns as :meth:`lstmjax.linen.Bidirectional.__call__`."""
-        checked_features("Bidirectional", self.in_features, xs)
+        adapters.checked_features("Bidirectional", self.in_features, xs)
         carry, ys = run_bidirectional(self.cell, self.cell_params(), initial_carry, xs,
                                       engine=self.engine, lengths=seq_lengths, resets=resets,
                                       merge=self.merge, time_major=self.time_major,
@@ -182,12 +154,8 @@ class Stack(nnx.Module):
 
     def __init__(self, layers: Sequence[RNN | Bidirectional], dropout: float = 0.0, *,
                  rngs: nnx.Rngs | None = None):
-        for index, layer in enumerate(layers):
-            if not isinstance(layer, RNN | Bidirectional):
-                raise ValueError(f"Stack layer {index} must be an lstmjax.nnx.RNN or "
-                                 f"Bidirectional, got {type(layer).__name__}")
-        check_chain(layers, stack_options(layers)["merge"])
-        if checked_rate(dropout) > 0 and rngs is None:
+        adapters.check_layers(layers, RNN, Bidirectional)
+        if adapters.checked_rate(dropout) > 0 and rngs is None:
             raise ValueError(f"Stack(dropout={dropout}) draws its masks from rngs: pass "
                              "rngs=nnx.Rngs(dropout=...)")
         self.layers = nnx.List(layers)
@@ -205,13 +173,13 @@ class Stack(nnx.Module):
         Returns:
           The last layer's ``ys``, or ``(final_carries, ys)``.
         """
-        checked_features("Stack", self.layers[0].in_features, xs)
+        adapters.checked_features("Stack", self.layers[0].in_features, xs)
         between = None if self.dropout.rate == 0 else lambda layer, ys: self.dropout(ys)
         carries, ys = run_stack([layer.cell for layer in self.layers],
                                 [layer.cell_params() for layer in self.layers], initial_carry,
                                 xs, lengths=seq_lengths, resets=resets, between=between,
                                 keys=lambda layer: self.layers[layer].noise_key(),
-                                **stack_options(self.layers))
+                                **adapters.stack_options(self.layers))
         return (carries, ys) if return_carry else ys
 
 

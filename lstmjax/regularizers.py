@@ -48,12 +48,6 @@ from lstmjax.cells import (
 Array = jax.Array
 
 
-def _check_rate(name: str, rate: float) -> None:
-    """A drop probability: 1 would drop everything and divide by zero."""
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"{name} is a drop probability in [0, 1), got {rate!r}")
-
-
 def _split(key: Array | None, count: int) -> list[Array | None]:
     return [None] * count if key is None else list(jax.random.split(key, count))
 
@@ -67,7 +61,8 @@ def _keep_mask(key: Array, rate: float, shape: tuple[int, ...], dtype: Any) -> A
 
 class _FromCell:
     """A member a wrapper takes unchanged from the cell it wraps: ``wrapper.name`` is
-    ``wrapper.cell.name`` (a value, such as ``hidden_size``, or a bound method, such as ``init``)."""
+    ``wrapper.cell.name`` (a value, such as ``hidden_size``, or a bound method, such as
+    ``init``)."""
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -138,7 +133,20 @@ class Wrapper(Steps):
 
 
 @dataclasses.dataclass(frozen=True)
-class RecurrentDropout(Wrapper):
+class _DropWrapper(Wrapper):
+    """A wrapper that drops with one probability, ``rate`` in [0, 1) (1 would drop everything
+    and divide by zero)."""
+
+    rate: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 <= self.rate < 1.0:
+            raise ValueError(f"rate is a drop probability in [0, 1), got {self.rate!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecurrentDropout(_DropWrapper):
     """Variational dropout on the recurrence (Gal & Ghahramani 2016; Keras ``recurrent_dropout``,
     TF1 ``DropoutWrapper(state_keep_prob)``): the state entering every step multiplied by one
     mask per sequence, ``bernoulli(1 - rate) / (1 - rate)`` of shape ``[B, P]`` (an LSTM's h,
@@ -148,12 +156,6 @@ class RecurrentDropout(Wrapper):
       cell: the wrapped cell.
       rate: drop probability in [0, 1).
     """
-
-    rate: float = 0.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        _check_rate("rate", self.rate)
 
     def own_noise(self, key, num_steps, batch_size):
         """Window: the ``[B, P]`` mask, in the state dtype."""
@@ -228,7 +230,7 @@ class Zoneout(Wrapper):
 
 
 @dataclasses.dataclass(frozen=True)
-class WeightDrop(Wrapper):
+class WeightDrop(_DropWrapper):
     """DropConnect on the recurrent kernels (Wan et al. 2013; AWD-LSTM's weight drop, Merity et
     al. 2017): every recurrent kernel (an LSTM's ``W_h``, a GRU's; not a projection) multiplied
     by a mask ``bernoulli(1 - rate) / (1 - rate)`` of its own shape, drawn once per window and
@@ -238,12 +240,6 @@ class WeightDrop(Wrapper):
       cell: the wrapped cell.
       rate: drop probability in [0, 1).
     """
-
-    rate: float = 0.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        _check_rate("rate", self.rate)
 
     def _dropped(self, input_size: int) -> dict[str, tuple[int, ...]]:
         """The recurrent kernels it masks, by name, with their shapes."""

@@ -537,6 +537,10 @@ ERRORS = [
         _nnx_rnn(lstmjax.LSTM(3)), _nnx_rnn(lstmjax.LSTM(3), engine="scan")), "share one engine"),
     _raises("nnx", lambda: lstmjax.nnx.Bidirectional(
         _nnx_rnn(lstmjax.LSTM(3)), _nnx_rnn(lstmjax.LSTM(3), 2)), "share one in_features"),
+    _raises("nnx", lambda: lstmjax.nnx.Bidirectional(_nnx_rnn(lstmjax.LSTM(3)), lstmjax.LSTM(3)),
+            "backward must be an lstmjax.nnx.RNN, got LSTM"),
+    _raises("equinox", lambda: make_stack("equinox", [lstmjax.LSTM(3)], 0.0),
+            "Stack layer 0 must be an lstmjax.equinox.RNN or Bidirectional, got LSTM"),
     _raises("equinox", lambda: make_stack("equinox", [
         _eqx_rnn(lstmjax.LSTM(3)), _eqx_rnn(lstmjax.LSTM(3), 3, time_major=True)], 0.0),
         "share one time_major"),

@@ -120,6 +120,8 @@ def test_native_hands_zoneout_to_fused_and_runs_the_dropouts():
 def test_bad_rates_and_cells_are_clear_errors():
     with pytest.raises(ValueError, match="rate is a drop probability"):
         RecurrentDropout(LSTM(2), 1.0)
+    with pytest.raises(ValueError, match="rate is a drop probability in \\[0, 1\\), got -0.1"):
+        WeightDrop(LSTM(2), -0.1)
     with pytest.raises(ValueError, match="cell_rate zones out an LSTM's c"):
         Zoneout(GRU(2), cell_rate=0.1)
     with pytest.raises(ValueError, match="wraps a lstmjax.cells.LayerCell"):
