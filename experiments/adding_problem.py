@@ -23,9 +23,7 @@ each log step, the baseline) into ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
-import sys
 import time
 
 import jax
@@ -35,6 +33,7 @@ from flax import nnx
 
 import lstmjax
 import lstmjax.nnx
+from experiments import script
 
 OUT = pathlib.Path(__file__).resolve().parent / "runs" / "adding-problem"
 BASELINE_MSE = 1 / 6  # predicting 1.0: the variance of a sum of two U[0, 1] values
@@ -105,12 +104,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=pathlib.Path, default=OUT, help="folder for results.json")
     args = parser.parse_args(argv)
-    preset = ({"max_len": 10, "hidden_size": 8, "steps": 200, "learning_rate": 1e-2,
-               "log_every": 25} if args.quick else
-              {"max_len": 100, "hidden_size": 32, "steps": 3000, "learning_rate": 3e-3,
-               "log_every": 300})
-    config = {**vars(args), **{k: v for k, v in preset.items() if getattr(args, k) is None}}
-    del config["out"]
+    config = script.preset_config(
+        args, quick={"max_len": 10, "hidden_size": 8, "steps": 200, "learning_rate": 1e-2,
+                     "log_every": 25},
+        full={"max_len": 100, "hidden_size": 32, "steps": 3000, "learning_rate": 3e-3,
+              "log_every": 300})
 
     model_key, test_key, train_key = jax.random.split(jax.random.key(args.seed), 3)
     model = AddingModel(config["hidden_size"], rngs=nnx.Rngs(model_key), engine=args.engine)
@@ -130,23 +128,16 @@ def main(argv: list[str] | None = None) -> dict:
             losses = []
     wall_s = time.perf_counter() - start
 
-    argv = sys.argv[1:] if argv is None else argv
-    record = {
-        "command": " ".join(["python -m experiments.adding_problem", *argv]),
-        "config": config,
-        "backend": jax.default_backend(), "wall_s": round(wall_s, 1),
-        "baseline_mse": BASELINE_MSE,
-        "test_baseline_mse": jnp.mean((test[1] - 1.0) ** 2).item(),  # the same, measured
-        "test_mse": history[-1]["test_mse"],
-        "history": history,
-    }
+    record = script.save_record(
+        args.out, "experiments.adding_problem", argv, config, wall_s,
+        baseline_mse=BASELINE_MSE,
+        test_baseline_mse=jnp.mean((test[1] - 1.0) ** 2).item(),  # the same, measured
+        test_mse=history[-1]["test_mse"], history=history)
     print("| step | train MSE | test MSE |\n|---|---|---|")
     for row in history:
         print(f"| {row['step']} | {row['train_mse']:.4f} | {row['test_mse']:.4f} |")
     print(f"\nbaseline (predict 1.0): MSE {BASELINE_MSE:.3f} ({record['test_baseline_mse']:.3f} on "
           f"the test set); {wall_s:.0f} s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(record, indent=1) + "\n")
     return record
 
 

@@ -29,9 +29,7 @@ the config, mean reward per episode at every iteration) and, if matplotlib is in
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
-import sys
 import time
 from typing import NamedTuple
 
@@ -40,6 +38,7 @@ import jax.numpy as jnp
 import optax
 
 import lstmjax
+from experiments import script
 
 OUT = pathlib.Path(__file__).resolve().parent / "runs" / "memory-policy"
 OBSERVATION_SIZE = 3  # [cue is left, cue is right, choose now]
@@ -203,10 +202,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=pathlib.Path, default=OUT,
                         help="folder for results.json and reward.png")
     args = parser.parse_args(argv)
-    preset = {"iterations": 100, "envs": 32, "rollout": 16, "blanks": (1, 3)} if args.quick else {
-        "iterations": 500, "envs": 64, "rollout": 64, "blanks": (1, 20)}
-    config = {**vars(args), **{k: v for k, v in preset.items() if getattr(args, k) is None}}
-    del config["out"]
+    config = script.preset_config(
+        args, quick={"iterations": 100, "envs": 32, "rollout": 16, "blanks": (1, 3)},
+        full={"iterations": 500, "envs": 64, "rollout": 64, "blanks": (1, 20)})
     iterations, envs, num_steps = config["iterations"], config["envs"], config["rollout"]
     blanks = tuple(config["blanks"])
 
@@ -227,20 +225,12 @@ def main(argv: list[str] | None = None) -> dict:
         history.append({"iteration": i, **{k: v.item() for k, v in metrics.items()}})
     wall_s = time.perf_counter() - start
 
-    argv = sys.argv[1:] if argv is None else argv
-    record = {
-        "command": " ".join(["python -m experiments.memory_policy", *argv]),
-        "config": config,
-        "backend": jax.default_backend(), "wall_s": round(wall_s, 1),
-        "memoryless_baseline": 0.5,
-        "logp_gap": max(h["logp_gap"] for h in history),
-        "history": history,
-    }
+    record = script.save_record(args.out, "experiments.memory_policy", argv, config, wall_s,
+                                memoryless_baseline=0.5,
+                                logp_gap=max(h["logp_gap"] for h in history), history=history)
     print_table(history)
     print(f"\nmemoryless baseline 0.5; largest |logp(act) - logp(run_layer)| "
           f"{record['logp_gap']:.1e}; {wall_s:.0f} s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(record, indent=1) + "\n")
     plot(history, args.out / "reward.png")
     return record
 

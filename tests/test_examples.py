@@ -4,12 +4,14 @@ learns, writes its JSON and prints its table.
 The examples are user code, written with NumPy's broadcasting and run through optax: they run
 under standard dtype promotion with rank promotion allowed, not the suite's strict settings."""
 
+import argparse
 import json
+import pathlib
 
 import jax
 import pytest
 
-from experiments import adding_problem, memory_policy
+from experiments import adding_problem, memory_policy, script
 
 
 @pytest.fixture(autouse=True)
@@ -38,3 +40,22 @@ def test_adding_problem_learns_below_the_baseline(tmp_path, capsys):
     assert json.loads((tmp_path / "results.json").read_text())["history"] == history
     assert record["command"].startswith("python -m experiments.adding_problem --quick")
     assert "| step | train MSE | test MSE |" in capsys.readouterr().out
+
+
+def test_a_flag_given_overrides_the_preset_and_out_is_no_setting():
+    args = argparse.Namespace(quick=True, steps=None, hidden_size=5, out=pathlib.Path("runs"))
+    config = script.preset_config(args, quick={"steps": 2, "hidden_size": 8},
+                                  full={"steps": 9, "hidden_size": 9})
+    assert config == {"quick": True, "steps": 2, "hidden_size": 5}
+    assert script.preset_config(argparse.Namespace(**{**vars(args), "quick": False}),
+                                quick={"steps": 2}, full={"steps": 9})["steps"] == 9
+
+
+def test_the_record_says_how_to_rerun_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["adding_problem.py", "--steps", "3"])
+    record = script.save_record(tmp_path / "out", "experiments.x", None, {"steps": 3}, 1.26,
+                                loss=0.5)
+    assert list(record) == ["command", "config", "backend", "wall_s", "loss"]
+    assert record["command"] == "python -m experiments.x --steps 3"
+    assert record["wall_s"] == 1.3
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == record
