@@ -22,7 +22,6 @@ each log step, the baseline) into ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import time
 
@@ -90,8 +89,7 @@ def train_step(model: AddingModel, optimizer: nnx.Optimizer, x, target, lengths)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a tiny run for the test: seconds")
+    parser = script.parser(__doc__, OUT)
     parser.add_argument("--max-len", type=int, help="T, the longest sequence: 100 (quick: 10)")
     parser.add_argument("--hidden-size", type=int, help="H per direction: 32 (quick: 8)")
     parser.add_argument("--steps", type=int, help="training steps: 3000 (quick: 200)")
@@ -101,8 +99,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--log-every", type=int, help="steps between test evaluations: 300 "
                                                       "(quick: 25)")
     parser.add_argument("--engine", default="auto", choices=lstmjax.ENGINE_NAMES)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=pathlib.Path, default=OUT, help="folder for results.json")
     args = parser.parse_args(argv)
     config = script.preset_config(
         args, quick={"max_len": 10, "hidden_size": 8, "steps": 200, "learning_rate": 1e-2,

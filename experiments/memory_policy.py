@@ -28,7 +28,6 @@ the config, mean reward per episode at every iteration) and, if matplotlib is in
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import time
 from typing import NamedTuple
@@ -185,8 +184,7 @@ def make_iteration(cell, optimizer, *, num_steps, blanks, engine, entropy_cost):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a tiny run for the test: seconds")
+    parser = script.parser(__doc__, OUT)
     parser.add_argument("--iterations", type=int, help="default 500 (quick: 100)")
     parser.add_argument("--envs", type=int, help="B, environments run in parallel: 64 (quick: 32)")
     parser.add_argument("--rollout", type=int, help="T, steps per rollout: 64 (quick: 16)")
@@ -198,9 +196,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--entropy-cost", type=float, default=0.01)
     parser.add_argument("--engine", default="auto", choices=lstmjax.ENGINE_NAMES,
                         help="run_layer's engine for training")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=pathlib.Path, default=OUT,
-                        help="folder for results.json and reward.png")
     args = parser.parse_args(argv)
     config = script.preset_config(
         args, quick={"iterations": 100, "envs": 32, "rollout": 16, "blanks": (1, 3)},

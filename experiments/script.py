@@ -1,6 +1,6 @@
 """What the worked examples (:mod:`experiments.adding_problem`, :mod:`experiments.memory_policy`)
-do alike around their own training loop: settings from the flags and a preset, and the
-``results.json`` record that says how the run was made."""
+do alike around their own training loop: the flags they share, settings from the flags and a
+preset, and the ``results.json`` record that says how the run was made."""
 
 from __future__ import annotations
 
@@ -11,6 +11,18 @@ import sys
 from typing import Any
 
 import jax
+
+
+def parser(doc: str, out: pathlib.Path) -> argparse.ArgumentParser:
+    """The flags every example takes: ``--quick`` (its small preset, for the tests), ``--seed``
+    and ``--out`` (default ``out``); the description is ``doc``'s first paragraph. The example
+    adds its own flags, those of its presets defaulting to None (:func:`preset_config`)."""
+    flags = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    flags.add_argument("--quick", action="store_true", help="a tiny run for the test: seconds")
+    flags.add_argument("--seed", type=int, default=0)
+    flags.add_argument("--out", type=pathlib.Path, default=out,
+                       help="folder for results.json (and the example's plot, if it draws one)")
+    return flags
 
 
 def preset_config(args: argparse.Namespace, *, quick: dict[str, Any], full: dict[str, Any]

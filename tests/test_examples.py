@@ -4,7 +4,6 @@ learns, writes its JSON and prints its table.
 The examples are user code, written with NumPy's broadcasting and run through optax: they run
 under standard dtype promotion with rank promotion allowed, not the suite's strict settings."""
 
-import argparse
 import json
 import pathlib
 
@@ -43,12 +42,17 @@ def test_adding_problem_learns_below_the_baseline(tmp_path, capsys):
 
 
 def test_a_flag_given_overrides_the_preset_and_out_is_no_setting():
-    args = argparse.Namespace(quick=True, steps=None, hidden_size=5, out=pathlib.Path("runs"))
+    parser = script.parser("An example.\n\nMore.", pathlib.Path("runs"))
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--hidden-size", type=int)
+    assert parser.description == "An example."
+    args = parser.parse_args(["--quick", "--hidden-size", "5"])
     config = script.preset_config(args, quick={"steps": 2, "hidden_size": 8},
                                   full={"steps": 9, "hidden_size": 9})
-    assert config == {"quick": True, "steps": 2, "hidden_size": 5}
-    assert script.preset_config(argparse.Namespace(**{**vars(args), "quick": False}),
-                                quick={"steps": 2}, full={"steps": 9})["steps"] == 9
+    assert config == {"quick": True, "seed": 0, "steps": 2, "hidden_size": 5}
+    assert args.out == pathlib.Path("runs")
+    assert script.preset_config(parser.parse_args([]), quick={"steps": 2},
+                                full={"steps": 9})["steps"] == 9
 
 
 def test_the_record_says_how_to_rerun_the_run(tmp_path, monkeypatch):
