@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax.cells import GRU, LSTM
-from lstmjax.convert.layout import Params, as_array, gru_from_split, lstm_from_split
+from lstmjax.convert import layout
+from lstmjax.convert.layout import Params
 
 
 def lstm_from_equinox(cell: Any) -> tuple[LSTM, Params]:
@@ -22,7 +23,7 @@ def lstm_from_equinox(cell: Any) -> tuple[LSTM, Params]:
     those attributes: equinox need not be importable.
     """
     input_kernel, recurrent_kernel, input_bias, recurrent_bias = _equinox_split(cell, LSTM)
-    return lstm_from_split(input_kernel, recurrent_kernel, input_bias + recurrent_bias)
+    return layout.lstm_from_split(input_kernel, recurrent_kernel, input_bias + recurrent_bias)
 
 
 def gru_from_equinox(cell: Any) -> tuple[GRU, Params]:
@@ -33,7 +34,7 @@ def gru_from_equinox(cell: Any) -> tuple[GRU, Params]:
     + b_n))``, ``h' = n + z * (h - n)``: lstmjax's ``reset_after=True`` form (torch's), ``bias_n``
     the ``candidate_recurrent_bias``.
     """
-    return gru_from_split(*_equinox_split(cell, GRU))
+    return layout.gru_from_split(*_equinox_split(cell, GRU))
 
 
 def _equinox_split(cell: Any, cls: type) -> tuple[jax.Array, ...]:
@@ -49,12 +50,12 @@ def _equinox_split(cell: Any, cls: type) -> tuple[jax.Array, ...]:
             f"expected an equinox.nn.{cls.__name__}Cell (weight_ih [{gates}H, I], weight_hh "
             f"[{gates}H, H], bias{', bias_n' if cls is GRU else ''}), got "
             f"{type(cell).__name__} with weight_hh shaped {list(shape)}")
-    weight_ih, weight_hh = as_array(cell.weight_ih), as_array(weight_hh)
+    weight_ih, weight_hh = layout.as_array(cell.weight_ih), layout.as_array(weight_hh)
     hidden = shape[1]
 
     def bias(name: str, size: int) -> jax.Array:
         value = getattr(cell, name)
-        return jnp.zeros(size, weight_hh.dtype) if value is None else as_array(value)
+        return jnp.zeros(size, weight_hh.dtype) if value is None else layout.as_array(value)
 
     bias_hh = jnp.zeros(gates * hidden, weight_hh.dtype)
     if cls is GRU:

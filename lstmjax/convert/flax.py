@@ -12,15 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax.cells import GRU, LSTM
-from lstmjax.convert.layout import (
-    Params,
-    as_array,
-    gru_from_split,
-    gru_to_split,
-    lstm_from_split,
-    lstm_to_split,
-    no_extras,
-)
+from lstmjax.convert import layout
+from lstmjax.convert.layout import Params
 from lstmjax.convert.registry import supported
 
 
@@ -75,7 +68,7 @@ def lstm_from_flax(params: Any) -> tuple[LSTM, Params]:
     dict cannot tell: check the cell was built with the defaults).
     """
     x_kernel, h_kernel, x_bias, h_bias = _flax_roles(params, LSTM)
-    return lstm_from_split(x_kernel, h_kernel, x_bias + h_bias)
+    return layout.lstm_from_split(x_kernel, h_kernel, x_bias + h_bias)
 
 
 def gru_from_flax(params: Any) -> tuple[GRU, Params]:
@@ -89,7 +82,7 @@ def gru_from_flax(params: Any) -> tuple[GRU, Params]:
     ``reset_after=True`` form, flax's z lstmjax's u, ``b_hn`` the ``candidate_recurrent_bias``
     (zeros for NNX, which has none).
     """
-    return gru_from_split(*_flax_roles(params, GRU))
+    return layout.gru_from_split(*_flax_roles(params, GRU))
 
 
 def lstm_to_flax(cell: LSTM, params: Params) -> dict[str, dict[str, jax.Array]]:
@@ -97,8 +90,8 @@ def lstm_to_flax(cell: LSTM, params: Params) -> dict[str, dict[str, jax.Array]]:
     level) of an LSTM; :func:`lstm_from_flax` reads them back exactly. ``forget_bias`` is added to
     ``hf``'s bias (flax has no such constant); peepholes, a projection and clipping are errors."""
     _require_class(cell, LSTM, "flax")
-    no_extras(cell, params, "flax")
-    input_kernel, recurrent_kernel, bias = lstm_to_split(cell, params)
+    layout.no_extras(cell, params, "flax")
+    input_kernel, recurrent_kernel, bias = layout.lstm_to_split(cell, params)
     return _flax_tree(LSTM, {"x_kernel": input_kernel, "h_kernel": recurrent_kernel,
                              "h_bias": bias})
 
@@ -107,7 +100,7 @@ def gru_to_flax(cell: GRU, params: Params) -> dict[str, dict[str, jax.Array]]:
     """``flax.linen.GRUCell`` parameters of a ``GRU(H, reset_after=True)``; :func:`gru_from_flax`
     reads them back exactly. TF1's ``reset_after=False`` is an error."""
     _require_class(cell, GRU, "flax")
-    roles = gru_to_split(cell, params, "flax.linen.GRUCell")
+    roles = layout.gru_to_split(cell, params, "flax.linen.GRUCell")
     return _flax_tree(GRU, dict(zip(_FLAX_ROLES, roles, strict=True)))
 
 
@@ -121,38 +114,39 @@ def _flax_roles(source: Any, cls: type) -> tuple[jax.Array, ...]:
     """``(x_kernel [I, G], h_kernel [H, G], x_bias [G], h_bias [G])`` of flax parameters of a
     ``cls`` cell, gates side by side in flax's order; a bias the layout lacks is zeros."""
     paths = _flatten(_flax_pure_tree(source))
-    name = next((n for n, layout in _FLAX_LAYOUTS.items() if set(layout.leaves) == set(paths)),
+    name = next((n for n, known in _FLAX_LAYOUTS.items() if set(known.leaves) == set(paths)),
                 None)
     if name is None or _FLAX_LAYOUTS[name].cell is not cls:
-        expected = {n: sorted(layout.leaves) for n, layout in _FLAX_LAYOUTS.items()
-                    if layout.cell is cls}
+        expected = {n: sorted(known.leaves) for n, known in _FLAX_LAYOUTS.items()
+                    if known.cell is cls}
         found = f"a {name}'s" if name else "none of these"
         raise ValueError(f"expected the parameters of a flax {cls.__name__} cell, one of "
                          f"{expected}; got {found}: {sorted(paths)}")
-    layout = _FLAX_LAYOUTS[name]
+    flax_layout = _FLAX_LAYOUTS[name]
     blocks: dict[str, dict[str, jax.Array]] = {}
-    for path, (role, gate) in layout.leaves.items():
-        value = as_array(paths[path])
+    for path, (role, gate) in flax_layout.leaves.items():
+        value = layout.as_array(paths[path])
         if gate is None:
-            blocks[role] = dict(zip(layout.gates, jnp.split(value, len(layout.gates), axis=-1),
+            blocks[role] = dict(zip(flax_layout.gates,
+                                    jnp.split(value, len(flax_layout.gates), axis=-1),
                                     strict=True))
         else:
             blocks.setdefault(role, {})[gate] = value
-    hidden_kernel = blocks["h_kernel"][layout.gates[0]]  # [H, H]
+    hidden_kernel = blocks["h_kernel"][flax_layout.gates[0]]  # [H, H]
     zeros = jnp.zeros(hidden_kernel.shape[-1:], hidden_kernel.dtype)
-    return tuple(jnp.concatenate([blocks.get(role, {}).get(g, zeros) for g in layout.gates],
-                                 axis=-1) for role in _FLAX_ROLES)
+    return tuple(jnp.concatenate([blocks.get(role, {}).get(g, zeros)
+                                  for g in flax_layout.gates], axis=-1) for role in _FLAX_ROLES)
 
 
 def _flax_tree(cls: type, fused: Mapping[str, jax.Array]) -> dict[str, dict[str, jax.Array]]:
     """flax Linen parameters of a ``cls`` cell from arrays by role (``x_kernel [I, G]``, ...),
     their gates side by side in flax's order."""
-    layout = _FLAX_LAYOUTS[_FLAX_LINEN[cls]]
+    flax_layout = _FLAX_LAYOUTS[_FLAX_LINEN[cls]]
     tree: dict[str, dict[str, jax.Array]] = {}
-    for path, (role, gate) in layout.leaves.items():
-        blocks = jnp.split(fused[role], len(layout.gates), axis=-1)
+    for path, (role, gate) in flax_layout.leaves.items():
+        blocks = jnp.split(fused[role], len(flax_layout.gates), axis=-1)
         module, leaf = path.split("/")
-        tree.setdefault(module, {})[leaf] = blocks[layout.gates.index(gate)]
+        tree.setdefault(module, {})[leaf] = blocks[flax_layout.gates.index(gate)]
     return tree
 
 

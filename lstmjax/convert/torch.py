@@ -13,17 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstmjax.cells import GRU, LSTM, SimpleRNN
-from lstmjax.convert.layout import (
-    Layer,
-    Params,
-    as_array,
-    gru_from_split,
-    gru_to_split,
-    lstm_from_split,
-    lstm_to_split,
-    no_extras,
-    split_rows,
-)
+from lstmjax.convert import layout
+from lstmjax.convert.layout import Layer, Params
 from lstmjax.convert.registry import converter
 
 _TORCH_KEY = re.compile(r"(?:^|\.)(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
@@ -121,7 +112,7 @@ def _torch_layers(state_dict: Mapping[str, Any], reverse: bool) -> list[dict[str
     for key, value in state_dict.items():
         match = _TORCH_KEY.search(key)
         if match and bool(match[3]) == reverse:
-            layers.setdefault(int(match[2]), {})[match[1]] = as_array(value)
+            layers.setdefault(int(match[2]), {})[match[1]] = layout.as_array(value)
     if not layers:
         direction = "reverse " if reverse else ""
         raise ValueError(
@@ -140,14 +131,14 @@ def _torch_layers(state_dict: Mapping[str, Any], reverse: bool) -> list[dict[str
 def lstm_from_torch_layer(layer: Mapping[str, jax.Array]) -> tuple[LSTM, Params]:
     """``(LSTM(H, forget_bias=0.0, proj_size=P), params)`` of one torch LSTM layer."""
     proj_kernel = layer["weight_hr"].T if "weight_hr" in layer else None
-    return lstm_from_split(layer["weight_ih"].T, layer["weight_hh"].T,
-                           layer["bias_ih"] + layer["bias_hh"], proj_kernel=proj_kernel)
+    return layout.lstm_from_split(layer["weight_ih"].T, layer["weight_hh"].T,
+                                  layer["bias_ih"] + layer["bias_hh"], proj_kernel=proj_kernel)
 
 
 def lstm_to_torch_layer(cell: LSTM, params: Params) -> dict[str, jax.Array]:
     """One torch LSTM layer: the bias (``forget_bias`` added) in ``bias_ih``, ``bias_hh`` zeros."""
-    no_extras(cell, params, "torch", projection=True)
-    input_kernel, recurrent_kernel, bias = lstm_to_split(cell, params)
+    layout.no_extras(cell, params, "torch", projection=True)
+    input_kernel, recurrent_kernel, bias = layout.lstm_to_split(cell, params)
     weights = {"weight_ih": input_kernel.T, "weight_hh": recurrent_kernel.T, "bias_ih": bias,
                "bias_hh": jnp.zeros_like(bias)}
     if "proj_kernel" in params:
@@ -156,12 +147,12 @@ def lstm_to_torch_layer(cell: LSTM, params: Params) -> dict[str, jax.Array]:
 
 
 def gru_from_torch_layer(layer: Mapping[str, jax.Array]) -> tuple[GRU, Params]:
-    return gru_from_split(layer["weight_ih"].T, layer["weight_hh"].T, layer["bias_ih"],
-                          layer["bias_hh"])
+    return layout.gru_from_split(layer["weight_ih"].T, layer["weight_hh"].T, layer["bias_ih"],
+                                 layer["bias_hh"])
 
 
 def gru_to_torch_layer(cell: GRU, params: Params) -> dict[str, jax.Array]:
-    input_kernel, recurrent_kernel, input_bias, recurrent_bias = gru_to_split(
+    input_kernel, recurrent_kernel, input_bias, recurrent_bias = layout.gru_to_split(
         cell, params, "torch.nn.GRU")
     return {"weight_ih": input_kernel.T, "weight_hh": recurrent_kernel.T, "bias_ih": input_bias,
             "bias_hh": recurrent_bias}
@@ -175,7 +166,7 @@ def simple_rnn_from_torch_layer(layer: Mapping[str, jax.Array]) -> tuple[SimpleR
 
 
 def simple_rnn_to_torch_layer(cell: SimpleRNN, params: Params) -> dict[str, jax.Array]:
-    input_kernel, recurrent_kernel = split_rows(params["kernel"], cell.hidden_size)
+    input_kernel, recurrent_kernel = layout.split_rows(params["kernel"], cell.hidden_size)
     bias = params["bias"]
     return {"weight_ih": input_kernel.T, "weight_hh": recurrent_kernel.T, "bias_ih": bias,
             "bias_hh": jnp.zeros_like(bias)}
