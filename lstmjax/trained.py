@@ -10,11 +10,10 @@ for the newest (or best) intact one, as ``Checkpoints.restore`` does.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import pathlib
 from typing import Any, Literal
 
-from lstmjax._checks import FieldError, require_choice
+from lstmjax._checks import FieldError, require_choice, require_int, require_positive_int
 from lstmjax.build import TrainedModel, load_params
 from lstmjax.config import Config
 from lstmjax.data import Vocab, load_corpus
@@ -40,12 +39,13 @@ def _restore(workdir: str | pathlib.Path, checkpoint: CheckpointChoice
 def check_checkpoint(checkpoint: object) -> None:
     """Raise a :class:`~lstmjax._checks.FieldError` (field ``checkpoint``) unless
     ``checkpoint`` is "latest", "best" or a step number (an int >= 0, not a bool)."""
-    if checkpoint in ("latest", "best"):
+    if isinstance(checkpoint, str) and checkpoint in ("latest", "best"):
         return
-    if (isinstance(checkpoint, bool) or not isinstance(checkpoint, numbers.Integral)
-            or checkpoint < 0):
+    try:
+        require_int("checkpoint", checkpoint)
+    except FieldError:
         raise FieldError("checkpoint", f"checkpoint must be 'latest', 'best' or a step number "
-                         f"(an int >= 0), got {checkpoint!r}")
+                         f"(an int >= 0), got {checkpoint!r}") from None
 
 
 def load_run(workdir: str | pathlib.Path, *, checkpoint: CheckpointChoice = "latest"
@@ -71,9 +71,11 @@ def evaluate_run(workdir: str | pathlib.Path, *, split: str = "valid",
 
     ``batch_size`` replaces the run's ``train.eval_batch_size``, ``data_dir`` its
     ``data.data_dir`` (corpus files moved since training). Raises as :func:`load_run`, and a
-    FieldError for a ``split`` other than "valid" and "test".
+    FieldError for a ``split`` other than "valid" and "test", or a ``batch_size`` below 1.
     """
     require_choice("split", split, ("valid", "test"))
+    if batch_size is not None:
+        require_positive_int("batch_size", batch_size)
     trained, _ = _restore(workdir, checkpoint)
     data = trained.config.data
     corpus = load_corpus(**{**dataclasses.asdict(data), "data_dir": data_dir or data.data_dir})

@@ -705,7 +705,8 @@ def test_reader_arguments_are_checked_naming_the_argument(tmp_path):
                                              r"number \(an int >= 0\), got") as error:
             check_checkpoint(bad)
         assert error.value.field == "checkpoint"
-    for arguments in ({"checkpoint": "newest"}, {"split": "train"}):  # before reading anything
+    for arguments in ({"checkpoint": "newest"}, {"split": "train"}, {"batch_size": 0}):
+        # before reading anything
         with pytest.raises(FieldError) as error:
             lstmjax.trained.evaluate_run(tmp_path, **arguments)
         assert error.value.field == next(iter(arguments))
