@@ -135,14 +135,10 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 rows.append(_measure_in_subprocess(args, label, seq_len))
             print(_describe(rows[-1]), flush=True)
-    record = {"benchmark": "compile_time", "environment": report.environment(),
-              "model": {"hidden": args.hidden, "layers": args.layers, "vocab": args.vocab,
+    fields = {"model": {"hidden": args.hidden, "layers": args.layers, "vocab": args.vocab,
                         "batch": args.batch}, "engines": labels, "static_cap": args.static_cap,
               "rows": rows}
-    suffix = "_quick" if args.quick else ""
-    out = args.out or f"benchmarks/results/{jax.default_backend()}/compile_time{suffix}.json"
-    report.finish(record, out, table(record))
-    return record
+    return report.save("compile_time", fields, quick=args.quick, out=args.out, table=table)
 
 
 def row_label(row: dict) -> str:

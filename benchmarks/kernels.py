@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 
@@ -35,13 +34,8 @@ SIGMOIDS = ("jax.nn.sigmoid", "tanh form")
 
 
 def _median_ms(call, steps: int) -> float:
-    call()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
+    """Median milliseconds of ``steps`` calls after one warm-up call."""
+    return report.time_steps(call, warmup=0, steps=steps)["median_step_s"] * 1e3
 
 
 def measure(kind: str, name: str, variant: str, steps: int) -> dict:
@@ -111,15 +105,9 @@ def main(argv: list[str] | None = None) -> dict:
                                        timeout=args.timeout))
         print(rows[-1], flush=True)
 
-    import jax
-
-    record = {"benchmark": "kernels", "environment": report.environment(),
-              "precision": "float32 (jax_default_matmul_precision=highest)", "steps": args.steps,
+    fields = {"precision": "float32 (jax_default_matmul_precision=highest)", "steps": args.steps,
               "rows": rows}
-    suffix = "_quick" if args.quick else ""
-    out = args.out or f"benchmarks/results/{jax.default_backend()}/kernels{suffix}.json"
-    report.finish(record, out, table(record))
-    return record
+    return report.save("kernels", fields, quick=args.quick, out=args.out, table=table)
 
 
 def table(record: dict) -> str:

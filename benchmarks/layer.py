@@ -47,7 +47,10 @@ VARIANTS = ("scan", "scan split-transpose", "hoisted autodiff", "fused", "native
 ENGINE_VARIANTS = ("scan", "fused", "native", "cudnn")  # run through lstmjax.run_layer
 
 
-def _layer_loss(variant: str, cell, params, carry, xs, weights):
+def layer_loss(variant: str, cell, params, carry, xs, weights):
+    """The timed loss, ``sum(ys * weights)``, of one layer whose outputs ``ys: [T, B, P]`` come
+    from ``variant`` (an engine of :data:`ENGINE_VARIANTS`, "hoisted autodiff" or "scan
+    split-transpose")."""
     from lstmjax import engines
     from lstmjax.engines import fused
 
@@ -87,7 +90,7 @@ def _jax_step(variant: str, shape: tuple[int, int, int, int], cell_name: str = "
         if choice.engine != variant:
             raise report.Unavailable(choice.reason)
     params, carry, xs, weights = layer_inputs(cell, batch, steps, features, seed)
-    loss = functools.partial(_layer_loss, variant, cell)
+    loss = functools.partial(layer_loss, variant, cell)
     forward, grad = jax.jit(loss), jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
     return (lambda: jax.block_until_ready(forward(params, carry, xs, weights)),
             lambda: jax.block_until_ready(grad(params, carry, xs, weights)))
@@ -156,14 +159,10 @@ def main(argv: list[str] | None = None) -> dict:
             timing = row.get("unavailable") or (f"{row['median_forward_s'] * 1e3:9.2f} ms fwd "
                                                 f"{row['median_step_s'] * 1e3:9.2f} ms fwd+bwd")
             print(f"{shape_name:18s} {variant:22s} {timing}", flush=True)
-    record = {"benchmark": "layer", "environment": report.environment(),
-              "precision": "float32 (jax_default_matmul_precision=highest)",
+    fields = {"precision": "float32 (jax_default_matmul_precision=highest)",
               "shapes": {name: dict(zip("BTIH", {**SHAPES, **QUICK_SHAPES}[name]))
                          for name in shapes}, "rows": rows}
-    suffix = "_quick" if args.quick else ""
-    out = args.out or f"benchmarks/results/{jax.default_backend()}/layer{suffix}.json"
-    report.finish(record, out, table(record))
-    return record
+    return report.save("layer", fields, quick=args.quick, out=args.out, table=table)
 
 
 def table(record: dict) -> str:

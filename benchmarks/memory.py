@@ -100,18 +100,13 @@ def main(argv: list[str] | None = None) -> dict:
     if chunk < 1 or shape.seq_len % chunk:
         parser.error(f"--remat-chunk {chunk} must be a positive divisor of T={shape.seq_len}")
 
-    import jax
-
     rows = []
     for label in runner_labels(chunk):
         rows.append(_measure_in_subprocess(args, label))
         print(_describe(rows[-1]), flush=True)
-    record = {"benchmark": "memory", "environment": report.environment(), "shape": vars(shape),
-              "remat_chunk": chunk, "warmup": args.warmup, "steps": args.steps, "rows": rows}
-    suffix = "_quick" if args.quick else ""
-    out = args.out or f"benchmarks/results/{jax.default_backend()}/memory{suffix}.json"
-    report.finish(record, out, table(record))
-    return record
+    fields = {"shape": vars(shape), "remat_chunk": chunk, "warmup": args.warmup,
+              "steps": args.steps, "rows": rows}
+    return report.save("memory", fields, quick=args.quick, out=args.out, table=table)
 
 
 def _measure_in_subprocess(args, label: str) -> dict:

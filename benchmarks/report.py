@@ -207,3 +207,19 @@ def finish(record: dict[str, Any], out: str | pathlib.Path, table: str) -> None:
     print()
     print(table)
     print(f"\nwrote {out}")
+
+
+def save(benchmark: str, fields: Mapping[str, Any], *, quick: bool,
+         out: str | pathlib.Path | None, table: Callable[[dict[str, Any]], str]
+         ) -> dict[str, Any]:
+    """A benchmark's record, ``{"benchmark", "environment": environment(), **fields}``, written
+    to ``out`` or by default to ``benchmarks/results/<backend>/<benchmark>.json``
+    (``<benchmark>_quick.json`` for a ``--quick`` run), with its Markdown ``table(record)``
+    printed (:func:`finish`). Returns the record."""
+    import jax
+
+    record = {"benchmark": benchmark, "environment": environment(), **fields}
+    suffix = "_quick" if quick else ""
+    finish(record, out or f"benchmarks/results/{jax.default_backend()}/{benchmark}{suffix}.json",
+           table(record))
+    return record

@@ -123,8 +123,6 @@ def main(argv: list[str] | None = None) -> dict:
         except ValueError as error:
             parser.error(str(error))
 
-    import jax
-
     rows = []
     for shape_name in shapes:
         rounds = {name: [] for name in runners}
@@ -134,15 +132,11 @@ def main(argv: list[str] | None = None) -> dict:
                 rounds[runner_name].append(_measure_in_subprocess(args, shape_name, runner_name))
                 print(_describe(rounds[runner_name][-1]), flush=True)
         rows += [report.fastest_round(rounds[name]) for name in runners]
-    record = {"benchmark": "throughput", "environment": report.environment(),
-              "precision": args.precision, "warmup": args.warmup, "steps": args.steps,
+    fields = {"precision": args.precision, "warmup": args.warmup, "steps": args.steps,
               "rounds": args.rounds, "static_cap": STATIC_CAP,
               "shapes": {name: vars({**SHAPES, **QUICK_SHAPES}[name]) for name in shapes},
               "rows": rows}
-    suffix = "_quick" if args.quick else ""
-    out = args.out or f"benchmarks/results/{jax.default_backend()}/throughput{suffix}.json"
-    report.finish(record, out, table(record))
-    return record
+    return report.save("throughput", fields, quick=args.quick, out=args.out, table=table)
 
 
 def _describe(row: dict) -> str:

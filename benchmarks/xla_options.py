@@ -89,7 +89,7 @@ def _function(cell, engine: str, mode: str):
     if mode == "forward":
         return lambda params, carry, xs, weights: engines.run_layer(cell, params, carry, xs,
                                                                     engine=engine)
-    return jax.grad(lambda *args: layer._layer_loss(engine, cell, *args), argnums=(0, 1, 2))
+    return jax.grad(lambda *args: layer.layer_loss(engine, cell, *args), argnums=(0, 1, 2))
 
 
 def hlo_summary(text: str) -> dict[str, int]:
@@ -215,23 +215,23 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{shape_name:11s} {row['engine']:6s} {row['mode']:17s} {row['options']:30s} "
                   f"{timing}", flush=True)
     arguments = sys.argv[1:] if argv is None else argv
-    record = {"benchmark": "xla_options",
-              "command": " ".join(["python -m benchmarks.xla_options", *arguments]),
-              "environment": report.environment(),
+    fields = {"command": " ".join(["python -m benchmarks.xla_options", *arguments]),
               "precision": "float32 (jax_default_matmul_precision=highest)",
               "option_sets": {name: OPTION_SETS[name] for name in args.options},
               "shapes": {name: dict(zip("BTH", {**SHAPES, **QUICK_SHAPES}[name]))
                          for name in shapes},
               "rounds": args.rounds, "rows": rows}
-    suffix = "_quick" if args.quick else ""
-    out = args.out or f"benchmarks/results/{jax.default_backend()}/xla_options{suffix}.json"
-    report.finish(record, out, table(record) + "\n\n" + engines_table(record))
-    return record
+    return report.save("xla_options", fields, quick=args.quick, out=args.out, table=tables)
 
 
 def _ratios(row: dict, reference: dict) -> tuple[float, float]:
     """Speed-up of ``row`` over ``reference`` (> 1: faster), on the minimum and on the median."""
     return reference["min_s"] / row["min_s"], reference["median_s"] / row["median_s"]
+
+
+def tables(record: dict) -> str:
+    """Markdown: :func:`table`, then :func:`engines_table`."""
+    return table(record) + "\n\n" + engines_table(record)
 
 
 def table(record: dict) -> str:

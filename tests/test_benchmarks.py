@@ -108,6 +108,20 @@ def test_a_failed_killed_or_slow_measurement_is_a_row():
     assert "No module named" in missing["failed"]
 
 
+def test_save_writes_the_record_where_its_backends_results_go(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    record = report.save("kernels", {"rows": [1]}, quick=True, out=None,
+                         table=lambda record: f"| {record['rows'][0]} |")
+    assert list(record) == ["benchmark", "environment", "rows"]
+    assert record["benchmark"] == "kernels" and record["environment"]["backend"] == "cpu"
+    path = tmp_path / "benchmarks/results/cpu/kernels_quick.json"
+    assert json.loads(path.read_text()) == record
+    assert "| 1 |" in capsys.readouterr().out
+    report.save("kernels", {}, quick=False, out=tmp_path / "k.json", table=str)
+    assert (tmp_path / "k.json").exists()
+    assert not (tmp_path / "benchmarks/results/cpu/kernels.json").exists()
+
+
 def test_compile_time_quick_writes_json_and_table(folder, compile_record):
     rows = compile_record["rows"]
     assert [(row["engine"], row["unroll"]) for row in rows] == [("auto", 1), ("scan", 2),
