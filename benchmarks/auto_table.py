@@ -98,12 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
                 row = rows[-1]
                 print(f"{cell_name:8s} {shape.name:12s} {row['engine']} unroll={row['unroll']} "
                       f"({row['measure_s']} s)", flush=True)
-    record = {"benchmark": "auto_table", "environment": report.environment(), "rows": rows,
-              "table": table_rows(rows)}
-    suffix = "_quick" if args.quick else ""
-    out = args.out or f"benchmarks/results/{backend}/auto_table{suffix}.json"
-    report.finish(record, out, table(record))
-    return record
+    return report.save("auto_table", {"rows": rows, "table": table_rows(rows)},
+                       quick=args.quick, out=args.out, table=table)
 
 
 def table(record: dict) -> str:

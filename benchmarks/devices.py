@@ -195,17 +195,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     import jax
 
-    environment = report.environment()
-    simulated = environment["backend"] == "cpu"
-    record = {"benchmark": "devices", "environment": environment, "simulated_devices": simulated,
-              "host_cpu_count": os.cpu_count(), "note": _note(simulated, os.cpu_count()),
-              "precision": args.precision, "warmup": args.warmup, "steps": args.steps,
-              "rounds": args.rounds, "engine": args.engine, "shape": vars(shape),
-              "device_counts": counts, "rows": rows}
-    suffix = "_quick" if args.quick else ""
-    out = args.out or f"benchmarks/results/{jax.default_backend()}/devices{suffix}.json"
-    report.finish(record, out, table(record))
-    return record
+    simulated = jax.default_backend() == "cpu"
+    fields = {"simulated_devices": simulated, "host_cpu_count": os.cpu_count(),
+              "note": _note(simulated, os.cpu_count()), "precision": args.precision,
+              "warmup": args.warmup, "steps": args.steps, "rounds": args.rounds,
+              "engine": args.engine, "shape": vars(shape), "device_counts": counts, "rows": rows}
+    return report.save("devices", fields, quick=args.quick, out=args.out, table=table)
 
 
 def _note(simulated: bool, cores: int | None) -> str:

@@ -201,25 +201,18 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
-def finish(record: dict[str, Any], out: str | pathlib.Path, table: str) -> None:
-    """Write ``record`` to ``out`` as JSON and print the Markdown ``table``."""
-    write_json(out, record)
-    print()
-    print(table)
-    print(f"\nwrote {out}")
-
-
 def save(benchmark: str, fields: Mapping[str, Any], *, quick: bool,
          out: str | pathlib.Path | None, table: Callable[[dict[str, Any]], str]
          ) -> dict[str, Any]:
     """A benchmark's record, ``{"benchmark", "environment": environment(), **fields}``, written
     to ``out`` or by default to ``benchmarks/results/<backend>/<benchmark>.json``
     (``<benchmark>_quick.json`` for a ``--quick`` run), with its Markdown ``table(record)``
-    printed (:func:`finish`). Returns the record."""
+    printed. Returns the record."""
     import jax
 
     record = {"benchmark": benchmark, "environment": environment(), **fields}
     suffix = "_quick" if quick else ""
-    finish(record, out or f"benchmarks/results/{jax.default_backend()}/{benchmark}{suffix}.json",
-           table(record))
+    out = out or f"benchmarks/results/{jax.default_backend()}/{benchmark}{suffix}.json"
+    write_json(out, record)
+    print(f"\n{table(record)}\n\nwrote {out}")
     return record
