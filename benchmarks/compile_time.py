@@ -91,8 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--unroll", type=int, default=8,
                         help="unroll of the 'scan unroll=K' row, scan with several steps per "
-                        "iteration (default 8, the fastest on an H100 in the issue's anchor "
-                        "numbers)")
+                        "iteration (default 8)")
     parser.add_argument("--engines", nargs="+", default=None,
                         help="rows of each T (default: every engine name of lstmjax's registry, "
                         "auto included, and 'scan unroll=K'): an engine name with optional "

@@ -19,7 +19,7 @@ Each row has the forward pass alone (``fwd``: the layer's outputs, no gradient; 
 ``no_grad``) and forward + backward (``fwd+bwd``), medians of the timed calls, with the ratios
 to ``scan`` and to torch of the same run.
 
-    python -m benchmarks.layer                      # the issue's shapes, results/<backend>/layer.json
+    python -m benchmarks.layer                      # the recipe shapes, results/<backend>/layer.json
     python -m benchmarks.layer --quick              # seconds
 """
 
