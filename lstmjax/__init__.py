@@ -22,7 +22,8 @@ Layers of the library:
   model    RNNLanguageModel: embedding or one-hot input, L cells with dropout between, dense head.
   convert  weights from and to TensorFlow 1, PyTorch, flax (Linen, NNX), Equinox and cuDNN, as
            (cell, params) per layer; one registry, ``convert.CONVERTERS``.
-  data     named corpora, vocabularies, truncated-BPTT windows.
+  data     the corpus registry (``data.CORPORA``), DataConfig, vocabularies, truncated-BPTT
+           windows.
   steps    TrainState, the jitted train and eval steps, evaluate.
   build    build_trainer(config, steps_per_epoch, ...) -> Trainer (model, optimizer, train step,
            fresh or restored state: training and the benchmarks) and load_params(config, ...)
@@ -31,7 +32,10 @@ Layers of the library:
   parallel the device mesh of data parallelism (Placement) and the launch of several processes.
   train    the train(config, workdir) loop and its pieces; trained: eval and sample of a run
            directory; metrics: perplexity, bits, the metric log; results: summaries and curves
-           of run directories; checkpoint (orbax), sample (generation), presets, cli.
+           of run directories; sample (generation), presets, cli and commands.
+  checkpoint
+           orbax's save, restore and fall-back; integrity: what a step must hold to be restored;
+           save_errors: a refused save as one error; orbax_compat: orbax 0.12 workarounds.
 
 Importing lstmjax does no work beyond importing jax and flax: no device queries, no file reads.
 The training names (``evaluate``, ``generate``, ``load_corpus``, ``Checkpoints``, ...) are
@@ -69,6 +73,7 @@ from lstmjax.model import RNNLanguageModel, make_cells, zero_carry
 from lstmjax.regularizers import RecurrentDropout, WeightDrop, Zoneout
 
 _LAZY = {
+    "CheckpointSaveError": "lstmjax.checkpoint",
     "Checkpoints": "lstmjax.checkpoint",
     "Corpus": "lstmjax.data",
     "DamagedCheckpointError": "lstmjax.checkpoint",
