@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import report
+from lstmjax.engines import ENGINES
 
 SHAPES = {  # name: (B, T, I, H)
     "text8 layer": (64, 10, 128, 128),
@@ -44,7 +45,9 @@ SHAPES = {  # name: (B, T, I, H)
 QUICK_SHAPES = {"quick layer": (2, 5, 3, 4)}
 VARIANTS = ("scan", "scan split-transpose", "hoisted autodiff", "fused", "native", "cudnn",
             "torch nn.LSTM")
-ENGINE_VARIANTS = ("scan", "fused", "native", "cudnn")  # run through lstmjax.run_layer
+ENGINE_VARIANTS = tuple(name for name in ENGINES if name != "static")
+"""The engines timed through ``lstmjax.run_layer``: every registered one but "static", whose
+program holds every step, so that its compile time grows with T."""
 
 
 def layer_loss(variant: str, cell, params, carry, xs, weights):
