@@ -84,8 +84,6 @@ class NamedCorpus:
     splits: tuple[str, ...] = (STANDARD,)
 
 
-
-
 def _per_split(folder_url: str, stem: str, **checks: tuple[str, int]) -> tuple[tuple[Source], ...]:
     """One downloadable file per split, ``{stem}.{split}.txt`` at ``folder_url``; ``checks`` maps
     each split, in order, to the file's ``(sha256, size)``."""
@@ -93,7 +91,7 @@ def _per_split(folder_url: str, stem: str, **checks: tuple[str, int]) -> tuple[t
                  for split, (sha256, size) in checks.items())
 
 
-# Checksums and sizes: shared/data/SOURCES.md of the lstmjax project.
+# Checksums and sizes: of each file as stored (sha256sum, wc -c), from its public origin.
 CORPORA: dict[str, NamedCorpus] = {c.name: c for c in (
     NamedCorpus(
         "default",
