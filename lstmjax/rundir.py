@@ -30,6 +30,7 @@ named engine replaces them.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -79,8 +80,8 @@ class RunDirectory:
 
     def write(self, config: Config, vocab: Vocab) -> None:
         """Write config.json and vocab.json (the directory must exist)."""
-        self.vocab_file.write_text(vocab.to_json())
-        self.config_file.write_text(json.dumps(config.to_dict(), indent=2))
+        replace_text(self.vocab_file, vocab.to_json())
+        replace_text(self.config_file, json.dumps(config.to_dict(), indent=2))
 
     def read_engines(self) -> dict[str, dict[str, Any]] | None:
         """The engine choices saved by :meth:`write_engines`; None if there are none.
@@ -104,7 +105,7 @@ class RunDirectory:
 
     def write_engines(self, choices: dict[str, dict[str, Any]]) -> None:
         """Write engines.json: what engine="auto" chose, by layer shape."""
-        self.engines_file.write_text(json.dumps(choices, indent=2, sort_keys=True))
+        replace_text(self.engines_file, json.dumps(choices, indent=2, sort_keys=True))
 
     def checkpoints(self, config: Config) -> Checkpoints:
         """The run's checkpoints, keeping ``train.keep_checkpoints`` steps besides the best."""
@@ -130,6 +131,19 @@ class RunDirectory:
             # the config stored with the checkpoint, checked before its arrays are: a config.json
             # deleted by hand does not turn another model into a layout mismatch
             check_resume(config, (checkpoints.extra(latest) or {}).get("config"), self.path)
+
+
+def replace_text(path: pathlib.Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader sees the old file or the new one, never a
+    partial one: into a temporary file beside it, which then replaces it in one rename. The other
+    processes of a multi-process run read config.json, vocab.json and engines.json while process
+    0 writes them."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def check_resume(config: Config, saved: dict | None, workdir: pathlib.Path) -> None:

@@ -99,3 +99,30 @@ def test_importing_lstmjax_loads_no_data_io_and_no_orbax():
     not_by_lstmjax = ("tensorstore", "urllib.request", "zipfile", "tqdm")  # jax may load zipfile
     assert not [m for m in loaded if m.startswith(never)]
     assert not [m for m in added if m.startswith(not_by_lstmjax)]
+
+
+def test_run_files_are_replaced_whole(tmp_path, monkeypatch):
+    """config.json, vocab.json and engines.json are replaced in one rename: a reader (another
+    process of the run) sees the old text or the new, never a partial file; a failed write leaves
+    the old file and no temporary one."""
+    path = tmp_path / "engines.json"
+    path.write_text("old")
+    real_replace, seen = rundir.os.replace, []
+
+    def replace(source, target):
+        seen.append((pathlib.Path(target).read_text(), pathlib.Path(source).read_text()))
+        real_replace(source, target)
+
+    monkeypatch.setattr(rundir.os, "replace", replace)
+    rundir.replace_text(path, "new")
+    assert seen == [("old", "new")] and path.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["engines.json"]
+
+    def refused(source, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rundir.os, "replace", refused)
+    with pytest.raises(OSError, match="No space left"):
+        rundir.replace_text(path, "newer")
+    assert path.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["engines.json"]
