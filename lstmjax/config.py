@@ -20,7 +20,7 @@ import functools
 from typing import Literal, get_args
 
 from lstmjax._checks import FieldError, require_choice, require_positive_int
-from lstmjax._marks import RESUMABLE
+from lstmjax._marks import IGNORED_BY_OTHER_CELLS, RESUMABLE
 from lstmjax.cells import CELLS, cell_options
 from lstmjax.data.options import DataConfig
 from lstmjax.engines import ENGINE_NAMES
@@ -29,10 +29,6 @@ from lstmjax.regularizers import has_cell_state
 CellType = Literal[tuple(CELLS)]  # the registry's names, for the CLI's choices
 CELL_TYPES: tuple[str, ...] = tuple(CELLS)
 Engine = Literal[ENGINE_NAMES]
-IGNORED_BY_OTHER_CELLS = {"ignored_by_other_cells": True}
-"""Field metadata of a cell option that a cell without it ignores: forget_bias, a constant that
-cells without a forget gate have no use for (so a recipe's LSTM setting can run with
-cell="gru"). Setting any other cell option that the chosen cell lacks is an error."""
 InputMode = Literal["embedding", "one_hot"]
 INPUT_MODES: tuple[str, ...] = get_args(InputMode)
 DType = Literal["float32", "bfloat16", "float16"]
