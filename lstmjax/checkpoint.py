@@ -493,12 +493,15 @@ class Checkpoints:
 
     def _settle(self) -> None:
         """Wait for the save in flight (its old steps then sit in the trash) and empty the trash;
-        a CheckpointSaveError when its write failed."""
+        a CheckpointSaveError when its write failed. After a failed save, remove again what its
+        late writes left."""
         step, self._writing = self._writing, None
         with self._save_errors(step):
             self._manager.wait_until_finished()
         if not self._write_failed:
             self._quiet_write.close()
+        elif jax.process_index() == 0:  # a failed save's writes that TensorStore finished late
+            remove_partial_saves(self.directory)
         self._empty_trash()
 
     def _empty_trash(self) -> None:

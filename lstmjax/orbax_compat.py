@@ -37,6 +37,7 @@ import re
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -117,6 +118,14 @@ def _drop_closed_loop(kind: type, value: BaseException, traceback: Any) -> None:
         (_excepthook_before or sys.__excepthook__)(kind, value, traceback)
 
 
+def _collect_abandoned() -> None:
+    """Collect garbage now, closing the abandoned coroutines in reference cycles, without
+    Python's "coroutine ... was never awaited" warning for the writes a failed save never began."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"coroutine .* was never awaited", RuntimeWarning)
+        gc.collect()
+
+
 @contextlib.contextmanager
 def quiet_failures(failed: Callable[[], bool] = lambda: False) -> Iterator[None]:
     """Silence orbax's reports of a failure that the caller reports itself: its log records that
@@ -133,11 +142,11 @@ def quiet_failures(failed: Callable[[], bool] = lambda: False) -> Iterator[None]
     try:
         yield
     except BaseException:
-        gc.collect()
+        _collect_abandoned()
         raise
     else:
         if failed():
-            gc.collect()
+            _collect_abandoned()
     finally:
         _failures_expected -= 1
         if _failures_expected == 0:
