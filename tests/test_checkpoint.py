@@ -638,13 +638,23 @@ def test_a_refused_save_is_one_error(tmp_path, monkeypatch, capfd):
 def test_a_partial_save_written_again_late_is_removed_too(tmp_path):
     """TensorStore finishes a failed save's abandoned writes after orbax raised, recreating the
     directory they write into (seen in CI): the removal waits until none has come back."""
-    partial = tmp_path / "2.orbax-checkpoint-tmp" / "state.orbax-checkpoint-tmp" / "ocdbt.process_0"
-    partial.mkdir(parents=True)
+    partial = tmp_path / "2.orbax-checkpoint-tmp"
+    (partial / "state.orbax-checkpoint-tmp").mkdir(parents=True)
     (tmp_path / "1").mkdir()
-    late_write = threading.Timer(0.05, lambda: partial.mkdir(parents=True, exist_ok=True))
-    late_write.start()
-    save_errors.remove_partial_saves(tmp_path)
-    late_write.join()
+    written_late = threading.Event()
+
+    def write_late():
+        while partial.exists():  # until the first removal
+            time.sleep(0.001)
+        time.sleep(0.05)
+        partial.mkdir()  # one mkdir: it cannot meet a removal half way
+        written_late.set()
+
+    late_writer = threading.Thread(target=write_late)
+    late_writer.start()
+    save_errors.remove_partial_saves(tmp_path, quiet_for=1.0)  # slack for a loaded machine
+    late_writer.join()
+    assert written_late.is_set()
     assert _entries(tmp_path) == ["1"]
 
 
