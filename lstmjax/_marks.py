@@ -1,6 +1,11 @@
 """Marks on config fields (``dataclasses.field(metadata=...)``), in one place for
 :mod:`lstmjax.config` and the data layer's :class:`~lstmjax.data.options.DataConfig`, which
-cannot import the config."""
+cannot import the config. :func:`marked` tells whether a field carries one."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
 
 RESUMABLE = {"resumable": True}
 """Field metadata of the settings a resumed run may change (lstmjax.rundir's resume rules): how
@@ -12,3 +17,8 @@ IGNORED_BY_OTHER_CELLS = {"ignored_by_other_cells": True}
 forget_bias, a constant that cells without a forget gate have no use for (so a recipe's LSTM
 setting can run with cell="gru"). Setting any other cell option that the chosen cell lacks is an
 error."""
+
+
+def marked(field: dataclasses.Field, mark: Mapping[str, bool]) -> bool:
+    """Whether ``field`` carries ``mark`` (:data:`RESUMABLE` or :data:`IGNORED_BY_OTHER_CELLS`)."""
+    return all(field.metadata.get(key) == value for key, value in mark.items())

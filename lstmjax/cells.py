@@ -448,7 +448,6 @@ class Steps:
         return self.step_with_weights(weights, carry, x, noise)
 
 
-
 @dataclasses.dataclass(frozen=True)
 class _Cell(Steps):
     """Fields and methods every cell shares. ``kernel_init``, ``param_dtype`` and ``dtype`` are

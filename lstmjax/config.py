@@ -20,7 +20,7 @@ import functools
 from typing import Literal, get_args
 
 from lstmjax._checks import FieldError, require_choice, require_positive_int
-from lstmjax._marks import IGNORED_BY_OTHER_CELLS, RESUMABLE
+from lstmjax._marks import IGNORED_BY_OTHER_CELLS, RESUMABLE, marked
 from lstmjax.cells import CELLS, cell_options
 from lstmjax.data.options import DataConfig
 from lstmjax.engines import ENGINE_NAMES
@@ -211,7 +211,7 @@ class ModelConfig:
         options = cell_options(CELLS[self.cell])
         for field in dataclasses.fields(self):
             if (field.name in CELL_OPTIONS and field.name not in options
-                    and not field.metadata.get("ignored_by_other_cells")
+                    and not marked(field, IGNORED_BY_OTHER_CELLS)
                     and getattr(self, field.name) != field.default):
                 owners = [cell for cell, cls in CELLS.items() if field.name in cell_options(cls)]
                 raise FieldError(field.name, f"{field.name} is an option of cell="
@@ -420,4 +420,4 @@ _SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "tr
 def resumable_fields() -> frozenset[str]:
     """The dotted names (``train.max_steps``) of the fields marked :data:`RESUMABLE`."""
     return frozenset(f"{section}.{field.name}" for section, cls in _SECTIONS.items()
-                     for field in dataclasses.fields(cls) if field.metadata.get("resumable"))
+                     for field in dataclasses.fields(cls) if marked(field, RESUMABLE))

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from lstmjax._checks import FieldError
+from lstmjax._marks import IGNORED_BY_OTHER_CELLS, marked
 from lstmjax.cells import CELLS, LSTM, cell_options
 from lstmjax.config import CELL_OPTIONS, Config, ModelConfig, OptimConfig, TrainConfig
 
@@ -56,7 +57,7 @@ def test_an_option_of_another_cell_is_refused_unless_marked_ignorable(cell):
         if field.name not in CELL_OPTIONS:
             continue
         config = {"cell": cell, field.name: _another_value(field.default)}
-        if field.name in own or field.metadata.get("ignored_by_other_cells"):
+        if field.name in own or marked(field, IGNORED_BY_OTHER_CELLS):
             ModelConfig(**config)
             continue
         owners = " or ".join(repr(c) for c, cls in CELLS.items() if field.name in cell_options(cls))
