@@ -1,10 +1,10 @@
 """``engine="auto"``: the engine and unroll for a layer, measured on the machine that runs it.
 
 On first use of a key, :func:`choose` times every candidate (each engine that supports the
-cell and options, but those whose registry entry says ``untimed``, with each unroll of its
-``probe_unrolls``: :class:`lstmjax.engines.EngineSpec`) on one
-layer's forward and backward pass (``jax.value_and_grad`` of the sum of its outputs) with random
-inputs of the layer's shape, and takes the fastest per step. The choice and every candidate's
+cell and options, but those whose registry entry, :class:`lstmjax.engines.EngineSpec`, says
+``untimed``; with each unroll of its ``probe_unrolls``) on one layer's forward and backward pass
+(``jax.value_and_grad`` of the sum of its outputs) with random inputs of the layer's shape, and
+takes the fastest per step. The choice and every candidate's
 time are cached in a JSON file, so the same key never measures again:
 
 * where: ``$LSTMJAX_CACHE_DIR/auto.json``, else ``$XDG_CACHE_HOME/lstmjax/auto.json``, else
