@@ -84,8 +84,9 @@ def remove_partial_saves(directory: pathlib.Path, *, quiet_for: float = 0.2,
     until none has reappeared for ``quiet_for`` seconds (or ``timeout`` seconds have passed).
 
     A failed save abandons its other writes, and TensorStore finishes those in its own threads,
-    which Python cannot join: each recreates the directories it writes into (after 2 to 6 of 40
-    failed saves on a loaded 2-core machine, one was back by the time orbax had raised).
+    which Python cannot join: each recreates the directories it writes into. Removed once, the
+    directory was back after 2 of 40 refused saves on a loaded 2-core machine, and never with
+    this wait (``python -m benchmarks.failed_saves``).
     """
     start = quiet_since = time.monotonic()
     while time.monotonic() - quiet_since < quiet_for and time.monotonic() - start < timeout:

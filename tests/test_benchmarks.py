@@ -13,6 +13,7 @@ from benchmarks import (
     auto_table,
     compile_time,
     devices,
+    failed_saves,
     kernels,
     memory,
     peers,
@@ -219,3 +220,11 @@ def test_auto_table_quick_measures_and_derives_the_table_rows(tmp_path):
     assert "| lstm | quick-char |" in auto_table.table(record)
     assert os.environ.get("LSTMJAX_AUTO") == "table"  # restored for the tests that follow
 
+
+
+def test_failed_saves_quick_counts_partial_directories_left_behind(tmp_path):
+    record = failed_saves.main(["--quick", "--out", str(tmp_path / "fs.json")])
+    (row,) = record["rows"]
+    assert row["trials"] == 3 and row["busy_processes"] == 0
+    assert row["left_behind"] == 0 and 0 < row["median_error_s"] <= row["max_error_s"]
+    assert json.loads((tmp_path / "fs.json").read_text())["rows"] == [row]

@@ -25,8 +25,8 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
-from etils import epath
 
+from benchmarks.failed_saves import refused_writes
 from lstmjax import LSTMState, save_errors
 from lstmjax.checkpoint import Checkpoints, CheckpointSaveError, DamagedCheckpointError
 from lstmjax.orbax_compat import io_errno
@@ -591,41 +591,26 @@ def test_checkpoints_of_layout_format_2_restore(tmp_path):
 # ------------------------------------------------------------------------------------------------
 
 
-def _refuse_writes(monkeypatch, directory: pathlib.Path, code: int) -> None:
-    """Make every file that orbax opens for writing under ``directory`` fail with ``code``, as a
-    full disk does (orbax writes its JSON and metadata files through epath, in its threads)."""
-    path_type = type(epath.Path("/"))
-    real_open = path_type.open
-
-    def refusing_open(self, mode="r", **kwargs):
-        if "w" in mode and str(self).startswith(str(directory)):
-            raise OSError(code, os.strerror(code), str(self))
-        return real_open(self, mode, **kwargs)
-
-    monkeypatch.setattr(path_type, "open", refusing_open)
-
-
-def test_a_refused_save_is_one_error(tmp_path, monkeypatch, capfd):
+def test_a_refused_save_is_one_error(tmp_path, capfd):
     directory = tmp_path / "ckpt"
     small = {"w": jnp.arange(3.0)}
     with Checkpoints(directory) as checkpoints:
         checkpoints.save(1, small, {"step": 1})
         checkpoints.wait_until_finished()
-        _refuse_writes(monkeypatch, directory, errno.ENOSPC)
-        with pytest.raises(CheckpointSaveError) as raised:
-            checkpoints.save(2, small, {"step": 2})  # raises here or, from the thread, below
-            checkpoints.wait_until_finished()
-        mount = save_errors.mount_point(directory)
-        assert re.fullmatch(
-            rf"cannot save checkpoint step 2 in {re.escape(str(directory))}: no space left on "
-            rf"device \(ENOSPC\) on the file system mounted at {re.escape(str(mount))} \(\S+ \S+ "
-            rf"free of \S+ \S+\); free space on {re.escape(str(mount))}, then run the same command "
-            "to resume from step 1", str(raised.value))
-        assert isinstance(raised.value, OSError) and raised.value.errno == errno.ENOSPC
-        assert _entries(directory) == ["1"]  # the partial save is removed
-        assert checkpoints.all_steps() == [1]
-        monkeypatch.undo()  # space is freed
-        assert checkpoints.save(2, small, {"step": 2})
+        with refused_writes(directory, errno.ENOSPC):
+            with pytest.raises(CheckpointSaveError) as raised:
+                checkpoints.save(2, small, {"step": 2})  # raises here or, from the thread, below
+                checkpoints.wait_until_finished()
+            mount = save_errors.mount_point(directory)
+            assert re.fullmatch(
+                rf"cannot save checkpoint step 2 in {re.escape(str(directory))}: no space left "
+                rf"on device \(ENOSPC\) on the file system mounted at {re.escape(str(mount))} "
+                rf"\(\S+ \S+ free of \S+ \S+\); free space on {re.escape(str(mount))}, then run "
+                "the same command to resume from step 1", str(raised.value))
+            assert isinstance(raised.value, OSError) and raised.value.errno == errno.ENOSPC
+            assert _entries(directory) == ["1"]  # the partial save is removed
+            assert checkpoints.all_steps() == [1]
+        assert checkpoints.save(2, small, {"step": 2})  # space is freed
         restored, extra = checkpoints.restore(jax.eval_shape(lambda: small), step=1)
     np.testing.assert_array_equal(restored["w"], small["w"])
     assert extra == {"step": 1}
